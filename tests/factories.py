@@ -1,0 +1,54 @@
+"""Small factories: each test builds what it needs."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+from django.utils import timezone
+
+from voxanne import services
+from voxanne.auth import tokens_for
+from voxanne.models import Agent, Call, Organization, User
+
+PASSWORD = "correct-horse-battery-staple"
+_counter = itertools.count(1)
+
+
+def unique_email(prefix: str = "staff") -> str:
+    return f"{prefix}{next(_counter)}-{timezone.now().timestamp():.0f}@clinic.test"
+
+
+def make_org(clinic_name: str | None = "Smile Dental", email: str | None = None) -> Organization:
+    """A clinic signed up the way a real one is (owner, and whatever signup sets up)."""
+    result = services.sign_up(
+        email=email or unique_email("owner"), password=PASSWORD, clinic_name=clinic_name
+    )
+    return result.organization
+
+
+def owner_of(org: Organization) -> User:
+    return User.objects.get(pk=org.owner_id)
+
+
+def access_token(org: Organization) -> str:
+    return tokens_for(owner_of(org))["access"]
+
+
+def auth_header(org: Organization) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {access_token(org)}"}
+
+
+def make_agent(org: Organization, name: str = "Reception") -> Agent:
+    return Agent.objects.create(org=org, name=name, persona="friendly", voice="alloy")
+
+
+def make_call(org: Organization, agent: Agent | None = None, minutes_ago: int = 5) -> Call:
+    return Call.objects.create(
+        org=org,
+        agent=agent,
+        caller_number="+447700900123",
+        started_at=timezone.now() - timedelta(minutes=minutes_ago),
+        duration_seconds=42,
+        summary="Booked a check-up",
+    )

@@ -1,0 +1,107 @@
+"""Support staff's admin for clinics and their users.
+
+Apps add their own panels to the clinic page with `add_organization_inline` (billing's
+ledger, onboarding's events, ...), so the core never imports an app.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+
+from voxanne.models import Agent, Call, Organization, User
+
+
+def add_organization_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
+    """Show an app's inline on the clinic page (called from that app's admin.py)."""
+    if inline not in OrganizationAdmin.inlines:
+        OrganizationAdmin.inlines = [*OrganizationAdmin.inlines, inline]
+
+
+class UserInline(admin.TabularInline):
+    model = User
+    fields = ["email", "is_active", "last_login", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "specialty", "owner", "onboarding_completed_at", "created_at"]
+    search_fields = ["clinic_name", "id", "users__email"]
+    readonly_fields = ["id", "owner", "onboarding_completed_at", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "clinic_name",
+        "specialty",
+        "owner",
+        "onboarding_completed_at",
+        "created_at",
+        "updated_at",
+    ]
+    inlines: list = [UserInline]
+
+
+class ClinicUserCreationForm(UserCreationForm):
+    class Meta:
+        model = User
+        fields = ["email", "organization"]
+
+
+class ClinicUserChangeForm(UserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = ClinicUserChangeForm
+    add_form = ClinicUserCreationForm
+    ordering = ["email"]
+    list_display = ["email", "organization", "is_active", "is_staff", "last_login"]
+    list_filter = ["is_staff", "is_active", "is_superuser"]
+    search_fields = ["email"]
+    readonly_fields = ["id", "last_login", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["id", "email", "password", "organization"]}),
+        (
+            "Access",
+            {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]},
+        ),
+        ("Dates", {"fields": ["last_login", "created_at", "updated_at"]}),
+    ]
+    add_fieldsets = [
+        (None, {"classes": ["wide"], "fields": ["email", "organization", "password1", "password2"]})
+    ]
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ["name", "org", "persona", "voice", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "org__clinic_name"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "org",
+        "direction",
+        "caller_number",
+        "status",
+        "started_at",
+        "duration_seconds",
+    ]
+    list_filter = ["direction", "status"]
+    search_fields = ["caller_number", "org__clinic_name"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    date_hierarchy = "started_at"

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class VoxanneConfig(AppConfig):
+    name = "voxanne"
+    verbose_name = "Accounts and clinics"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from voxanne import checks  # noqa: F401  (registers system checks)

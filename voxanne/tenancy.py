@@ -1,0 +1,169 @@
+"""Tenancy: two walls between clinics.
+
+Wall 1: every API query goes through `TenantQuerySet.for_org(org)` or an access function
+built on it (`get_for_org`), which gives the same 404 for "missing" and "not yours".
+
+Wall 2: Postgres row-level security, enabled and FORCED on every tenant-owned table. The
+policy admits rows whose org_id equals the `app.org_id` setting of the connection, or every
+row while `app.system` is on. Nothing set means nothing visible. The settings follow a
+context variable, re-applied to every new connection:
+
+- a request to /api/ starts with nothing set; authentication then activates the token's org;
+- admin, signup/login, commands and background jobs run inside `system_context(reason)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from uuid import UUID
+
+from django.db import DatabaseError, connection, models
+from django.db.backends.signals import connection_created
+from django.db.migrations.operations.special import RunSQL
+from django.dispatch import receiver
+
+from voxanne.errors import NotFound, error_response
+
+logger = logging.getLogger("voxanne.tenancy")
+
+
+@dataclass(frozen=True)
+class TenantState:
+    org_id: str = ""
+    system: bool = False
+
+
+_DENY = TenantState()
+_state: ContextVar[TenantState] = ContextVar("tenant_state", default=_DENY)
+
+
+def _apply(state: TenantState, conn=None) -> None:
+    conn = conn or connection
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('app.org_id', %s, false), set_config('app.system', %s, false)",
+            [state.org_id, "on" if state.system else "off"],
+        )
+
+
+@receiver(connection_created)
+def _apply_to_new_connection(sender, connection, **kwargs) -> None:
+    state = _state.get()
+    if connection.vendor == "postgresql" and state != _DENY:
+        _apply(state, connection)
+
+
+@contextmanager
+def _scope(state: TenantState) -> Iterator[None]:
+    token = _state.set(state)
+    _apply(state)
+    try:
+        yield
+    finally:
+        _state.reset(token)
+        try:
+            if not connection.needs_rollback:
+                _apply(_state.get())
+        except DatabaseError:
+            # A broken connection is discarded; a new one gets the state on connect.
+            logger.warning("could not restore tenant settings", exc_info=True)
+
+
+@contextmanager
+def system_context(reason: str) -> Iterator[None]:
+    """Run with every org's rows visible: admin, signup/login, jobs. `reason` is for grep."""
+    with _scope(TenantState(system=True)):
+        yield
+
+
+@contextmanager
+def org_context(org_id: UUID | str) -> Iterator[None]:
+    """Run as one org: RLS admits only its rows."""
+    with _scope(TenantState(org_id=str(org_id))):
+        yield
+
+
+@contextmanager
+def deny_context() -> Iterator[None]:
+    """Run with nothing visible until an org is activated."""
+    with _scope(_DENY):
+        yield
+
+
+def activate_org(org_id: UUID | str) -> None:
+    """Switch the current scope (a request) to one org; the enclosing scope restores it."""
+    state = TenantState(org_id=str(org_id))
+    _state.set(state)
+    _apply(state)
+
+
+def current_org_id() -> str:
+    return _state.get().org_id
+
+
+class TenantMiddleware:
+    """/api/ requests start with no org (default deny); /admin/ runs in the system context."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/admin/"):
+            scope = system_context("admin")
+        elif request.path.startswith("/api/"):
+            scope = deny_context()
+        else:
+            return self.get_response(request)  # /healthz must not need the database
+        try:
+            scope.__enter__()
+        except DatabaseError:
+            logger.error("database unavailable at request start", exc_info=True)
+            return error_response(503)
+        try:
+            return self.get_response(request)
+        finally:
+            scope.__exit__(None, None, None)
+
+
+class TenantQuerySet(models.QuerySet):
+    def for_org(self, org) -> TenantQuerySet:
+        org_id = getattr(org, "pk", org)
+        return self.filter(org_id=org_id)
+
+
+def get_for_org(queryset: models.QuerySet, org, object_id) -> models.Model:
+    """The org's row with this id, or NotFound: the same for missing, malformed and not yours."""
+    try:
+        UUID(str(object_id))
+    except ValueError:
+        raise NotFound() from None
+    obj = queryset.for_org(org).filter(pk=object_id).first()
+    if obj is None:
+        raise NotFound()
+    return obj
+
+
+_POLICY_EXPR = (
+    "(current_setting('app.system', true) = 'on' "
+    "OR org_id = NULLIF(current_setting('app.org_id', true), '')::uuid)"
+)
+
+
+def enable_row_level_security(table: str) -> RunSQL:
+    """Migration operation: FORCE RLS on a tenant-owned table with the tenant policy."""
+    return RunSQL(
+        sql=[
+            f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY',
+            f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY',
+            f'CREATE POLICY tenant_isolation ON "{table}" USING {_POLICY_EXPR} WITH CHECK {_POLICY_EXPR}',
+        ],
+        reverse_sql=[
+            f'DROP POLICY IF EXISTS tenant_isolation ON "{table}"',
+            f'ALTER TABLE "{table}" NO FORCE ROW LEVEL SECURITY',
+            f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY',
+        ],
+    )
