@@ -183,7 +183,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Called (by dotted path) inside the signup transaction, so the core needs no app imports.
-ORGANIZATION_SETUP_HOOKS: list[str] = []
+ORGANIZATION_SETUP_HOOKS = ["billing.services.wallet_for"]
 
 # --- Email ---------------------------------------------------------------------------------
 

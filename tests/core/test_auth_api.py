@@ -113,7 +113,10 @@ def _claims(org) -> dict:
 @pytest.mark.parametrize(
     "mutate",
     [
-        pytest.param(lambda c: _forge(c, key="not-our-secret-but-long-enough-for-hs256-0123"), id="wrong-signature"),
+        pytest.param(
+            lambda c: _forge(c, key="not-our-secret-but-long-enough-for-hs256-0123"),
+            id="wrong-signature",
+        ),
         pytest.param(
             lambda c: _forge(
                 {**c, "exp": int((timezone.now() - timedelta(minutes=1)).timestamp())}
