@@ -123,7 +123,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".data" / "static"
 # gunicorn serves the admin's static files itself (no collectstatic step, no extra server).
 WHITENOISE_USE_FINDERS = True
 
