@@ -1,1 +1,5 @@
+"""Onboarding's URLs, mounted under /api/onboarding/ by voxanne.urls."""
+
+from django.urls import path  # noqa: F401
+
 urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Onboarding's API: the wizard's telemetry events, its status and its completion."""
+
+from __future__ import annotations
