@@ -71,8 +71,10 @@ def test_forbidden_is_json_403(api):
     assert_error_body(api.get("/api/test-probes/forbidden", **auth_header(org)), 403)
 
 
-def test_conflict_and_unprocessable_keep_their_safe_message(api):
+def test_conflict_payment_and_unprocessable_keep_their_safe_message(api):
     org = make_org()
+    body = assert_error_body(api.get("/api/test-probes/raises/payment", **auth_header(org)), 402)
+    assert body["error"] == "Insufficient balance. Please top up your wallet."
     body = assert_error_body(api.get("/api/test-probes/raises/conflict", **auth_header(org)), 409)
     assert body["error"] == "Another provisioning is in progress. Please retry shortly."
     assert_error_body(api.get("/api/test-probes/raises/unprocessable", **auth_header(org)), 422)

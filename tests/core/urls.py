@@ -6,7 +6,7 @@ from django.urls import include, path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from voxanne.errors import Conflict, Unprocessable
+from voxanne.errors import ApiError, Conflict, Unprocessable
 from voxanne.models import Call
 from voxanne.urls import urlpatterns as real_urlpatterns
 
@@ -43,7 +43,14 @@ class Raises(APIView):
     def get(self, request, kind):
         if kind == "conflict":
             raise Conflict("Another provisioning is in progress. Please retry shortly.")
+        if kind == "payment":
+            raise PaymentRequired()
         raise Unprocessable("That key was used with a different request.")
+
+
+class PaymentRequired(ApiError):
+    status_code = 402
+    default_message = "Insufficient balance. Please top up your wallet."
 
 
 def plain_django_crash(request):
