@@ -8,6 +8,8 @@ raises IdempotencyKeyReused.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import connection, transaction
 from django.db.models import Sum
 
@@ -16,6 +18,9 @@ from voxanne.errors import ApiError, Unprocessable
 from voxanne.models import Organization, User
 
 PHONE_NUMBER_PRICE_PENCE = 1000
+# What credit() and debit() may write; refunds go through refund(), which links the debit.
+CREDIT_ENTRY_TYPES = (EntryType.TOPUP, EntryType.BONUS, EntryType.ADJUSTMENT)
+DEBIT_ENTRY_TYPES = (EntryType.PHONE_PROVISIONING, EntryType.ADJUSTMENT)
 
 
 class InsufficientFunds(ApiError):
@@ -32,6 +37,17 @@ class RefundRefused(ApiError):
 class IdempotencyKeyReused(Unprocessable):
     default_message = "This idempotency key was already used for a different request."
     code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class Posting:
+    """What a money call did: the entry, and whether this call wrote it.
+
+    `created` is False when the call replayed an earlier one with the same key (nothing written).
+    """
+
+    entry: LedgerEntry
+    created: bool
 
 
 def _org_id(org: Organization | str) -> str:
@@ -64,9 +80,7 @@ def lock_wallet(org: Organization | str) -> Wallet:
     return wallet
 
 
-def _replay(
-    existing: LedgerEntry, *, type: str, amount_pence: int | None, reverses_id
-) -> LedgerEntry:
+def _replay(existing: LedgerEntry, *, type: str, amount_pence: int | None, reverses_id) -> Posting:
     same = (
         existing.type == type
         and (amount_pence is None or existing.amount_pence == amount_pence)
@@ -74,7 +88,7 @@ def _replay(
     )
     if not same:
         raise IdempotencyKeyReused()
-    return existing
+    return Posting(existing, created=False)
 
 
 def _post(
@@ -86,7 +100,7 @@ def _post(
     description: str,
     reverses: LedgerEntry | None = None,
     created_by: User | None = None,
-) -> LedgerEntry:
+) -> Posting:
     """Append one entry to a locked wallet. Raises InsufficientFunds below zero."""
     new_balance = wallet.balance_pence + amount_pence
     if new_balance < 0:
@@ -94,7 +108,7 @@ def _post(
     wallet.balance_pence = new_balance
     wallet.last_sequence += 1
     wallet.save(update_fields=["balance_pence", "last_sequence", "updated_at"])
-    return LedgerEntry.objects.create(
+    entry = LedgerEntry.objects.create(
         org_id=wallet.org_id,
         wallet=wallet,
         sequence=wallet.last_sequence,
@@ -106,6 +120,7 @@ def _post(
         idempotency_key=idempotency_key,
         created_by=created_by,
     )
+    return Posting(entry, created=True)
 
 
 def _existing(org_id, idempotency_key: str) -> LedgerEntry | None:
@@ -127,9 +142,9 @@ def _credit_in_transaction(
     idempotency_key: str,
     description: str,
     created_by: User | None,
-) -> LedgerEntry:
+) -> Posting:
     _require_positive(amount_pence)
-    if type not in (EntryType.TOPUP, EntryType.BONUS, EntryType.ADJUSTMENT):
+    if type not in CREDIT_ENTRY_TYPES:
         raise ValueError(f"credit() cannot write {type!r} entries")
     wallet = lock_wallet(org)
     existing = _existing(wallet.org_id, idempotency_key)
@@ -145,6 +160,27 @@ def _credit_in_transaction(
     )
 
 
+def post_credit(
+    *,
+    org: Organization | str,
+    amount_pence: int,
+    type: str,
+    idempotency_key: str,
+    description: str = "",
+    created_by: User | None = None,
+) -> Posting:
+    """Add money (top-up, bonus, adjustment) in its own transaction; says if it was a replay."""
+    with transaction.atomic(durable=True):
+        return _credit_in_transaction(
+            org=org,
+            amount_pence=amount_pence,
+            type=type,
+            idempotency_key=idempotency_key,
+            description=description,
+            created_by=created_by,
+        )
+
+
 def credit(
     *,
     org: Organization | str,
@@ -155,15 +191,14 @@ def credit(
     created_by: User | None = None,
 ) -> LedgerEntry:
     """Add money (top-up, bonus, adjustment). Its own transaction."""
-    with transaction.atomic(durable=True):
-        return _credit_in_transaction(
-            org=org,
-            amount_pence=amount_pence,
-            type=type,
-            idempotency_key=idempotency_key,
-            description=description,
-            created_by=created_by,
-        )
+    return post_credit(
+        org=org,
+        amount_pence=amount_pence,
+        type=type,
+        idempotency_key=idempotency_key,
+        description=description,
+        created_by=created_by,
+    ).entry
 
 
 def debit(
@@ -184,7 +219,7 @@ def debit(
             idempotency_key=idempotency_key,
             description=description,
             created_by=created_by,
-        )
+        ).entry
 
 
 def _debit_in_transaction(
@@ -195,9 +230,9 @@ def _debit_in_transaction(
     idempotency_key: str,
     description: str,
     created_by: User | None,
-) -> LedgerEntry:
+) -> Posting:
     _require_positive(amount_pence)
-    if type not in (EntryType.PHONE_PROVISIONING, EntryType.ADJUSTMENT):
+    if type not in DEBIT_ENTRY_TYPES:
         raise ValueError(f"debit() cannot write {type!r} entries")
     wallet = lock_wallet(org)
     existing = _existing(wallet.org_id, idempotency_key)
@@ -228,7 +263,7 @@ def _refund_in_transaction(
     reason: str,
     idempotency_key: str,
     created_by: User | None,
-) -> LedgerEntry:
+) -> Posting:
     if amount_pence is not None:
         _require_positive(amount_pence)
     wallet = lock_wallet(entry.org_id)
@@ -258,15 +293,18 @@ def _refund_in_transaction(
     )
 
 
-def refund(
+def post_refund(
     *,
     entry: LedgerEntry,
     reason: str,
     idempotency_key: str,
     amount_pence: int | None = None,
     created_by: User | None = None,
-) -> LedgerEntry:
-    """Give back part or all (the default) of a debit. Raises RefundRefused beyond what is left."""
+) -> Posting:
+    """Give back part or all (the default) of a debit; says if it was a replay.
+
+    Raises RefundRefused without a reason, for a credit, or beyond what is left of the debit.
+    """
     if not reason or not reason.strip():
         raise RefundRefused("A refund needs a reason.")
     with transaction.atomic(durable=True):
@@ -277,6 +315,24 @@ def refund(
             idempotency_key=idempotency_key,
             created_by=created_by,
         )
+
+
+def refund(
+    *,
+    entry: LedgerEntry,
+    reason: str,
+    idempotency_key: str,
+    amount_pence: int | None = None,
+    created_by: User | None = None,
+) -> LedgerEntry:
+    """Give back part or all (the default) of a debit. Raises RefundRefused beyond what is left."""
+    return post_refund(
+        entry=entry,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        amount_pence=amount_pence,
+        created_by=created_by,
+    ).entry
 
 
 # --- Hold then settle: phone-number provisioning ------------------------------------------
@@ -300,7 +356,7 @@ def hold_for_provisioning(
         idempotency_key=idempotency_key,
         description=description,
         created_by=None,
-    )
+    ).entry
 
 
 def release_hold(*, hold: LedgerEntry, reason: str) -> LedgerEntry | None:
@@ -319,4 +375,4 @@ def release_hold(*, hold: LedgerEntry, reason: str) -> LedgerEntry | None:
             return None
         return _refund_in_transaction(
             entry=hold, amount_pence=None, reason=reason, idempotency_key=key, created_by=None
-        )
+        ).entry

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from billing import services as billing_services
+from billing.models import EntryType, LedgerEntry
 from voxanne import services
 from voxanne.auth import tokens_for
 from voxanne.models import Agent, Call, Organization, User
@@ -51,4 +53,26 @@ def make_call(org: Organization, agent: Agent | None = None, minutes_ago: int = 
         started_at=timezone.now() - timedelta(minutes=minutes_ago),
         duration_seconds=42,
         summary="Booked a check-up",
+    )
+
+
+def fund(org: Organization, pence: int, key: str | None = None) -> LedgerEntry:
+    """A top-up of the org's wallet, as the wallet_credit command writes it."""
+    return billing_services.credit(
+        org=org,
+        amount_pence=pence,
+        type=EntryType.TOPUP,
+        idempotency_key=key or f"fund-{next(_counter)}",
+        description="test top-up",
+    )
+
+
+def charge(org: Organization, pence: int = 1000, key: str | None = None) -> LedgerEntry:
+    """A phone-number charge on the org's wallet."""
+    return billing_services.debit(
+        org=org,
+        amount_pence=pence,
+        type=EntryType.PHONE_PROVISIONING,
+        idempotency_key=key or f"charge-{next(_counter)}",
+        description="Phone number +447700900001",
     )
