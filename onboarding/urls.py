@@ -1,5 +1,11 @@
 """Onboarding's URLs, mounted under /api/onboarding/ by voxanne.urls."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from onboarding import views
+
+urlpatterns = [
+    path("event", views.OnboardingEventView.as_view(), name="onboarding-event"),
+    path("status", views.OnboardingStatusView.as_view(), name="onboarding-status"),
+    path("complete", views.OnboardingCompleteView.as_view(), name="onboarding-complete"),
+]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from billing import services as billing_services
 from billing.models import EntryType, LedgerEntry
+from onboarding.models import OnboardingEvent
 from voxanne import services
 from voxanne.auth import tokens_for
 from voxanne.models import Agent, Call, Organization, User
@@ -54,6 +56,28 @@ def make_call(org: Organization, agent: Agent | None = None, minutes_ago: int = 
         duration_seconds=42,
         summary="Booked a check-up",
     )
+
+
+def make_event(
+    org: Organization, event_name: str = "started", step_index: int = 0, **fields
+) -> OnboardingEvent:
+    """An onboarding telemetry event, stored as the wizard's endpoint stores it."""
+    return OnboardingEvent.objects.create(
+        org=org, user_id=org.owner_id, event_name=event_name, step_index=step_index, **fields
+    )
+
+
+def make_support_user(*, superuser: bool = False, permissions: tuple[str, ...] = ()) -> User:
+    """Support staff (no organization) with the given "app_label.codename" permissions."""
+    user = User.objects.create_user(
+        unique_email("support"), PASSWORD, is_staff=True, is_superuser=superuser
+    )
+    for dotted in permissions:
+        app_label, codename = dotted.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
 
 
 def fund(org: Organization, pence: int, key: str | None = None) -> LedgerEntry:

@@ -1,7 +1,8 @@
 """Support staff's admin for clinics and their users.
 
 Apps add their own panels to the clinic page with `add_organization_inline` (billing's
-ledger, onboarding's events, ...), so the core never imports an app.
+ledger, onboarding's events, ...) and filters to the clinic list with
+`add_organization_filter`, so the core never imports an app.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ def add_organization_inline(inline: type[admin.options.InlineModelAdmin]) -> Non
     """Show an app's inline on the clinic page (called from that app's admin.py)."""
     if inline not in OrganizationAdmin.inlines:
         OrganizationAdmin.inlines = [*OrganizationAdmin.inlines, inline]
+
+
+def add_organization_filter(list_filter: type[admin.ListFilter] | str) -> None:
+    """Offer an app's filter on the clinic list (called from that app's admin.py)."""
+    if list_filter not in OrganizationAdmin.list_filter:
+        OrganizationAdmin.list_filter = [*OrganizationAdmin.list_filter, list_filter]
 
 
 class UserInline(admin.TabularInline):

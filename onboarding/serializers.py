@@ -1,0 +1,121 @@
+"""The wizard's request and response bodies. Input is checked strictly: JSON types as sent."""
+
+from __future__ import annotations
+
+import json
+
+from rest_framework import serializers
+
+from onboarding.models import EventName
+
+METADATA_MAX_BYTES = 8 * 1024
+LAST_STEP_INDEX = 4
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: refuses true/false, 1.5 and "2" instead of coercing them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string: refuses numbers, booleans, lists and objects instead of coercing them."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    """One of the choices, sent as a JSON string (ChoiceField alone would match str(data))."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
+        return super().to_internal_value(data)
+
+
+class CutCharField(StrictCharField):
+    """A string, stripped and then cut to max_length (longer input is not an error).
+
+    Blank after stripping counts as not given (None): a stored value is never wiped by an
+    empty wizard field.
+    """
+
+    def __init__(self, *, max_length: int, **kwargs):
+        self.cut_length = max_length
+        super().__init__(trim_whitespace=True, allow_blank=True, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        return value[: self.cut_length] or None
+
+
+def _contains_nul(value: object) -> bool:
+    """Whether a JSON value holds a NUL character anywhere (Postgres cannot store it)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+class MetadataField(serializers.JSONField):
+    """A JSON object of at most METADATA_MAX_BYTES, serialized compactly as UTF-8."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "too_large": f"Must be at most {METADATA_MAX_BYTES} bytes when serialized.",
+        "unstorable": "Contains characters that cannot be stored.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        try:
+            encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except (UnicodeEncodeError, ValueError):  # lone surrogates, NaN
+            self.fail("unstorable")
+        if len(encoded) > METADATA_MAX_BYTES:
+            self.fail("too_large")
+        if _contains_nul(data):
+            self.fail("unstorable")
+        return data
+
+
+class EventSerializer(serializers.Serializer):
+    event_name = StrictChoiceField(
+        choices=EventName.choices, error_messages={"invalid_choice": "Unknown event name."}
+    )
+    step_index = StrictIntegerField(min_value=0, max_value=LAST_STEP_INDEX)
+    metadata = MetadataField(required=False, default=dict)
+    session_id = StrictCharField(
+        required=False, default="", allow_blank=True, max_length=100, trim_whitespace=False
+    )
+
+
+class CompleteSerializer(serializers.Serializer):
+    clinic_name = CutCharField(max_length=200, required=False)
+    specialty = CutCharField(max_length=100, required=False)
+
+
+class SuccessSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+
+
+class StatusSerializer(serializers.Serializer):
+    needs_onboarding = serializers.BooleanField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+    clinic_name = serializers.CharField(allow_null=True)
+    specialty = serializers.CharField(allow_null=True)

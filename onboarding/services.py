@@ -1,0 +1,173 @@
+"""Onboarding's writes and shared reads: the wizard's telemetry, its status, its completion.
+
+This module is the only writer of onboarding events and of an organization's onboarding
+fields (clinic name, specialty, onboarding_completed_at).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import Error, connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from onboarding.models import EventName, OnboardingEvent
+from voxanne.errors import ApiError
+from voxanne.models import Organization, User
+
+logger = logging.getLogger(__name__)
+
+# Telemetry and the status read must never keep the wizard or the dashboard waiting on a
+# locked or overloaded database: past this, the statement is cancelled and we degrade.
+EVENT_WRITE_LIMIT_MS = 1000
+STATUS_READ_LIMIT_MS = 1000
+
+
+class OnboardingCompletionFailed(ApiError):
+    status_code = 500
+    default_message = "Failed to complete onboarding"
+    code = "onboarding_completion_failed"
+
+
+@dataclass(frozen=True)
+class OnboardingStatus:
+    needs_onboarding: bool
+    completed_at: datetime | None
+    clinic_name: str | None
+    specialty: str | None
+
+
+# What the dashboard gets when the status cannot be read: never block an existing clinic.
+STATUS_WHEN_UNKNOWN = OnboardingStatus(
+    needs_onboarding=False, completed_at=None, clinic_name=None, specialty=None
+)
+
+
+@contextmanager
+def _time_limited_transaction(limit_ms: int) -> Iterator[None]:
+    """A short transaction (a savepoint when nested) whose statements give up after limit_ms.
+
+    A failure inside rolls back only this block, so the connection stays usable for the rest
+    of the request.
+    """
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('statement_timeout'), "
+                "set_config('statement_timeout', %s, true)",
+                [f"{limit_ms}ms"],
+            )
+            previous = cursor.fetchone()[0]
+        yield
+        if nested:  # SET LOCAL would outlive the savepoint: give the outer transaction its own back
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+
+
+def record_event(
+    *,
+    org: Organization,
+    user: User | None,
+    event_name: EventName | str,
+    step_index: int,
+    metadata: dict[str, Any] | None = None,
+    session_id: str = "",
+) -> OnboardingEvent | None:
+    """Stores one wizard event for the org, fire-and-forget.
+
+    Never raises for a database failure (error, lock, timeout): telemetry must not block the
+    wizard. The failure is logged and None is returned instead of the stored event.
+    """
+    try:
+        with _time_limited_transaction(EVENT_WRITE_LIMIT_MS):
+            return OnboardingEvent.objects.create(
+                org=org,
+                user=user,
+                event_name=event_name,
+                step_index=step_index,
+                metadata=metadata if metadata is not None else {},
+                session_id=session_id,
+            )
+    except Error:
+        logger.error(
+            "onboarding event not stored",
+            exc_info=True,
+            extra={"org_id": str(org.pk), "event_name": str(event_name)},
+        )
+        return None
+
+
+def onboarding_status(*, org: Organization) -> OnboardingStatus:
+    """The org's onboarding state, read fresh from the database.
+
+    Never raises for a database failure: it is logged and STATUS_WHEN_UNKNOWN is returned.
+    """
+    try:
+        with _time_limited_transaction(STATUS_READ_LIMIT_MS):
+            row = (
+                Organization.objects.filter(pk=org.pk)
+                .values_list("onboarding_completed_at", "clinic_name", "specialty")
+                .first()
+            )
+    except Error:
+        logger.error(
+            "onboarding status unreadable, answering the default",
+            exc_info=True,
+            extra={"org_id": str(org.pk)},
+        )
+        return STATUS_WHEN_UNKNOWN
+    if row is None:
+        return STATUS_WHEN_UNKNOWN
+    completed_at, clinic_name, specialty = row
+    return OnboardingStatus(
+        needs_onboarding=completed_at is None,
+        completed_at=completed_at,
+        clinic_name=clinic_name,
+        specialty=specialty,
+    )
+
+
+def complete_onboarding(
+    *, org: Organization, clinic_name: str | None = None, specialty: str | None = None
+) -> bool:
+    """Marks the org's onboarding complete and stores the clinic name / specialty given.
+
+    None leaves a field as it is. The first completion time is kept for good, also against
+    concurrent calls. Returns True when this call was the one that completed onboarding.
+    Raises OnboardingCompletionFailed when the database fails (nothing is changed then).
+    """
+    now = timezone.now()
+    profile = {
+        field: value
+        for field, value in (("clinic_name", clinic_name), ("specialty", specialty))
+        if value is not None
+    }
+    try:
+        with transaction.atomic():
+            # Conditional: of concurrent first calls exactly one matches the IS NULL row.
+            not_yet_completed = Organization.objects.filter(
+                pk=org.pk, onboarding_completed_at__isnull=True
+            )
+            completed_now = not_yet_completed.update(onboarding_completed_at=now, updated_at=now)
+            if profile:
+                Organization.objects.filter(pk=org.pk).update(**profile, updated_at=now)
+    except Error as exc:
+        logger.error("onboarding completion failed", exc_info=True, extra={"org_id": str(org.pk)})
+        raise OnboardingCompletionFailed() from exc
+    return completed_now == 1
+
+
+def viewed_payment_but_not_paid(organizations: QuerySet[Organization]) -> QuerySet[Organization]:
+    """The organizations that have a payment_viewed event and no payment_success event."""
+    events = OnboardingEvent.objects.filter(org=OuterRef("pk"))
+    return organizations.filter(
+        Exists(events.filter(event_name=EventName.PAYMENT_VIEWED)),
+        ~Exists(events.filter(event_name=EventName.PAYMENT_SUCCESS)),
+    )
