@@ -7,4 +7,4 @@ class VoxanneConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from voxanne import checks  # noqa: F401  (registers system checks)
+        from voxanne import checks, schema  # noqa: F401  (register system checks, OpenAPI auth)

@@ -79,7 +79,9 @@ class RefreshView(TokenRefreshView):
 
 class AgentListView(APIView):
     @extend_schema(
-        parameters=[PageParams], responses={200: AgentListSerializer, **error_responses(400, 401)}
+        operation_id="agents_list",
+        parameters=[PageParams],
+        responses={200: AgentListSerializer, **error_responses(400, 401)},
     )
     def get(self, request):
         items, pagination = paginate(Agent.objects.for_org(request.org), request.query_params)
@@ -96,7 +98,9 @@ class AgentDetailView(APIView):
 
 class CallListView(APIView):
     @extend_schema(
-        parameters=[PageParams], responses={200: CallListSerializer, **error_responses(400, 401)}
+        operation_id="calls_list",
+        parameters=[PageParams],
+        responses={200: CallListSerializer, **error_responses(400, 401)},
     )
     def get(self, request):
         items, pagination = paginate(Call.objects.for_org(request.org), request.query_params)

@@ -201,3 +201,20 @@ def test_refresh_token_of_deleted_user_is_refused(api):
     User.objects.filter(pk=org.owner_id).update(is_active=False)
     response = api.post("/api/auth/token/refresh", {"refresh": str(refresh)}, format="json")
     assert response.status_code == 401
+
+
+def test_login_still_works_when_the_throttle_cache_is_down(api, settings):
+    settings.AUTH_THROTTLE_RATE = "3/minute"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    org = make_org()
+    response = api.post(
+        "/api/auth/token", {"email": owner_of(org).email, "password": PASSWORD}, format="json"
+    )
+    assert response.status_code == 200
+    assert "access" in response.json()
