@@ -50,8 +50,8 @@ class CutCharField(StrictCharField):
         self.cut_length = max_length
         super().__init__(trim_whitespace=True, allow_blank=True, **kwargs)
 
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
+    def run_validation(self, data=serializers.empty):
+        value = super().run_validation(data)  # CharField answers blank input here, early
         return value[: self.cut_length] or None
 
 
@@ -119,3 +119,33 @@ class StatusSerializer(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
     clinic_name = serializers.CharField(allow_null=True)
     specialty = serializers.CharField(allow_null=True)
+
+
+# --- Paid phone-number provisioning --------------------------------------------------------
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+class ProvisionNumberSerializer(serializers.Serializer):
+    """`{"area_code"?: "415"}`; anything else in the body (an `org_id`, say) is ignored."""
+
+    area_code = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        error_messages={"invalid": 'Must be a string of 3 digits, like "415".'},
+    )
+
+    def validate_area_code(self, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if len(value) != 3 or not value.isascii() or not value.isdigit():
+            raise serializers.ValidationError('Must be 3 digits, like "415".')
+        return value
+
+
+class ProvisionedNumberSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    phoneNumber = serializers.CharField(help_text="E.164, e.g. +14155550123")  # noqa: N815
+    alreadyProvisioned = serializers.BooleanField(required=False)  # noqa: N815
