@@ -100,3 +100,26 @@ def charge(org: Organization, pence: int = 1000, key: str | None = None) -> Ledg
         idempotency_key=key or f"charge-{next(_counter)}",
         description="Phone number +447700900001",
     )
+
+
+def make_event_at(org: Organization, event_name: str, at, step_index: int = 3) -> None:
+    """An onboarding event that happened at `at` (events are append-only and created_at is
+    auto_now_add, so a past event is written with an INSERT that sets created_at)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO onboarding_onboardingevent "
+            "(id, org_id, user_id, event_name, step_index, metadata, session_id, created_at) "
+            "VALUES (gen_random_uuid(), %s, %s, %s, %s, '{}', '', %s)",
+            [org.pk, org.owner_id, event_name, step_index, at],
+        )
+
+
+def make_abandoned_org(
+    hours_ago: float = 2, clinic_name: str | None = "Smile Dental", email: str | None = None
+) -> Organization:
+    """A clinic that viewed the payment step `hours_ago` hours ago and left."""
+    org = make_org(clinic_name, email=email)
+    make_event_at(org, "payment_viewed", timezone.now() - timedelta(hours=hours_ago))
+    return org

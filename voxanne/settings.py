@@ -219,6 +219,13 @@ globals().update(email_settings(envstr("EMAIL_URL", "console://")))
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Voxanne <hello@localhost>")
 APP_BASE_URL = envstr("APP_BASE_URL", "http://127.0.0.1:8000")
 
+# Abandonment emails: orgs per candidate query, emails per claim (also the most a worker killed
+# mid-send can leave unconfirmed), and when a claim of a dead run is settled.
+ABANDONMENT_BATCH_SIZE = envint("ABANDONMENT_BATCH_SIZE", 1000)
+ABANDONMENT_SEND_CHUNK = envint("ABANDONMENT_SEND_CHUNK", 50)
+ABANDONMENT_CLAIM_TIMEOUT_SECONDS = envint("ABANDONMENT_CLAIM_TIMEOUT_SECONDS", 3600)
+ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS = envint("ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS", 365)
+
 # --- Secrets stored in the database (provider tokens) --------------------------------------
 FIELD_ENCRYPTION_KEY = envstr("FIELD_ENCRYPTION_KEY")
 if not FIELD_ENCRYPTION_KEY:

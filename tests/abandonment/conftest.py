@@ -1,0 +1,72 @@
+"""Doubles for the abandonment tests: a real SMTP server on 127.0.0.1 (aiosmtpd)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+
+import pytest
+from aiosmtpd.controller import Controller
+
+logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
+
+
+@dataclass
+class SmtpDouble:
+    """An SMTP server that accepts every recipient except those in `refuse`."""
+
+    refuse: set[str] = field(default_factory=set)
+    messages: list = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.refuse:
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes
+        from email.policy import default
+
+        self.messages.append(
+            (list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=default))
+        )
+        return "250 Message accepted for delivery"
+
+    def recipients(self) -> list[str]:
+        return [rcpt for rcpts, _ in self.messages for rcpt in rcpts]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    double = SmtpDouble()
+    controller = Controller(double, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    double.port = controller.port
+    try:
+        yield double
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_settings(settings, smtp_server):
+    """Django's email framework pointed at the SMTP double, as EMAIL_URL=smtp://... would."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = smtp_server.host
+    settings.EMAIL_PORT = smtp_server.port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 5
+    return smtp_server
