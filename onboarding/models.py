@@ -72,3 +72,173 @@ class OnboardingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_name} (step {self.step_index})"
+
+
+# --- Paid phone-number provisioning --------------------------------------------------------
+# Only onboarding/provisioning.py writes these tables.
+
+
+def _fernet():
+    from cryptography.fernet import Fernet
+
+    return Fernet(settings.FIELD_ENCRYPTION_KEY.encode())
+
+
+class TwilioSubaccount(models.Model):
+    """The org's Twilio subaccount, created once. The auth token is stored encrypted."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.OneToOneField(
+        Organization, on_delete=models.PROTECT, related_name="twilio_subaccount"
+    )
+    account_sid = models.CharField(max_length=64, unique=True)
+    friendly_name = models.CharField(max_length=64)
+    auth_token_encrypted = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.account_sid
+
+    def __repr__(self) -> str:
+        return f"<TwilioSubaccount {self.account_sid}>"
+
+    @staticmethod
+    def encrypt(token: str) -> str:
+        return _fernet().encrypt(token.encode()).decode()
+
+    @property
+    def auth_token(self) -> str:
+        return _fernet().decrypt(self.auth_token_encrypted.encode()).decode()
+
+
+class AttemptState(models.TextChoices):
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPENSATING = "compensating", "Undoing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed (refunded)"
+
+
+ACTIVE_ATTEMPT_STATES = (AttemptState.IN_PROGRESS, AttemptState.COMPENSATING)
+
+
+class ProvisioningAttempt(models.Model):
+    """One paid try at getting an org its number, from the hold to its end.
+
+    Each provider step's result is written as soon as it is known, so whoever picks the attempt
+    up after a crash (the reconciler) can finish it or undo exactly what was done.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="provisioning_attempts"
+    )
+    state = models.CharField(
+        max_length=16, choices=AttemptState.choices, default=AttemptState.IN_PROGRESS
+    )
+    idempotency_key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    area_code = models.CharField(max_length=3, blank=True)
+    hold = models.OneToOneField(
+        "billing.LedgerEntry", on_delete=models.PROTECT, related_name="provisioning_attempt"
+    )
+    # Whoever drives the attempt holds the lease; the reconciler takes over only after it lapses.
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField()
+    # Provider results, written the moment each step returns.
+    subaccount_sid = models.CharField(max_length=64, blank=True)
+    twilio_number_sid = models.CharField(max_length=64, blank=True)
+    phone_number = models.CharField(max_length=20, blank=True)
+    vapi_phone_id = models.CharField(max_length=100, blank=True)
+    subaccount_at = models.DateTimeField(null=True, blank=True)
+    purchased_at = models.DateTimeField(null=True, blank=True)
+    imported_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_detail = models.TextField(blank=True)  # the provider's text, for support only
+    # The first response for this idempotency key, replayed to a retry with the same key.
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org"],
+                condition=models.Q(state__in=["in_progress", "compensating"]),
+                name="one_active_provisioning_attempt_per_org",
+            ),
+            models.UniqueConstraint(
+                fields=["org", "idempotency_key"], name="provisioning_key_unique_per_org"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["in_progress", "compensating"])
+                | models.Q(finished_at__isnull=False),
+                name="provisioning_finished_attempt_has_finish_time",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["lease_expires_at"],
+                name="provisioning_active_lease_idx",
+                condition=models.Q(state__in=["in_progress", "compensating"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Provisioning {str(self.id)[:8]} ({self.get_state_display()})"
+
+    @property
+    def number_friendly_name(self) -> str:
+        """The purchased number's Twilio FriendlyName: finds it again after a crash."""
+        return f"voxanne-attempt-{self.id.hex}"
+
+
+class ManagedPhoneNumber(models.Model):
+    """A phone number the org paid for: bought on its subaccount and imported into Vapi."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        RELEASED = "released", "Released"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="managed_phone_numbers"
+    )
+    attempt = models.OneToOneField(
+        ProvisioningAttempt, on_delete=models.PROTECT, related_name="managed_number"
+    )
+    phone_number = models.CharField(max_length=20)
+    twilio_number_sid = models.CharField(max_length=64, unique=True)
+    subaccount_sid = models.CharField(max_length=64)
+    vapi_phone_id = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org"],
+                condition=models.Q(status="active"),
+                name="one_active_phone_number_per_org",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(phone_number__regex=r"^\+[1-9][0-9]{6,14}$"),
+                name="managed_number_is_e164",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.phone_number

@@ -8,4 +8,7 @@ urlpatterns = [
     path("event", views.OnboardingEventView.as_view(), name="onboarding-event"),
     path("status", views.OnboardingStatusView.as_view(), name="onboarding-status"),
     path("complete", views.OnboardingCompleteView.as_view(), name="onboarding-complete"),
+    path(
+        "provision-number", views.ProvisionNumberView.as_view(), name="onboarding-provision-number"
+    ),
 ]

@@ -242,6 +242,8 @@ VAPI_BASE_URL = envstr("VAPI_BASE_URL", "https://api.vapi.ai")
 PROVISION_COUNTRY = envstr("PROVISION_COUNTRY", "US")
 PROVIDER_TIMEOUT_SECONDS = envint("PROVIDER_TIMEOUT_SECONDS", 15)
 TELEPHONY_SANDBOX = envbool("TELEPHONY_SANDBOX", False)
+# An attempt whose driver has not reported for this long is the reconciler's to finish or undo.
+PROVISIONING_STUCK_AFTER_SECONDS = envint("PROVISIONING_STUCK_AFTER_SECONDS", 300)
 
 # --- Production hardening ------------------------------------------------------------------
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)

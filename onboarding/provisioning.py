@@ -1,0 +1,594 @@
+"""Paid phone-number provisioning: one charge and one number per org, under retries, races
+and crashes.
+
+`provision_number` runs the flow:
+ 1. one transaction (wallet locked first): refuse if the org already has its number or an
+    attempt in flight, hold the price, record the attempt. The database allows one active
+    attempt per org and one attempt per (org, idempotency key);
+ 2. outside any transaction, one provider step at a time, each result written the moment it
+    returns: the org's subaccount (once per org), search + buy (the number's FriendlyName names
+    the attempt), the Vapi import;
+ 3. one transaction: store the managed number and mark the attempt succeeded (the charge stays).
+On a failure after step 1 it undoes what was done in reverse (Vapi import, Twilio number, with
+bounded retries), refunds the hold and marks the attempt failed, all before answering.
+
+Whoever drives an attempt holds its lease (renewed at every step). A process that dies leaves
+an attempt whose lease lapses; `reconcile_stuck_attempts` (Celery beat, every minute) claims
+it with a conditional UPDATE, recovers any result that was never written (numbers by
+FriendlyName, imports by number), then finishes it when the number is bought and imported, or
+undoes it and refunds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.services import InsufficientFunds, hold_for_provisioning, lock_wallet, release_hold
+from onboarding import telephony, vapi
+from onboarding.models import (
+    ACTIVE_ATTEMPT_STATES,
+    AttemptState,
+    ManagedPhoneNumber,
+    ProvisioningAttempt,
+    TwilioSubaccount,
+)
+from onboarding.telephony import (
+    NoNumbersAvailable,
+    NotConfigured,
+    NumberNoLongerAvailable,
+    ProviderUnavailable,
+    RegulatoryRequirement,
+    TelephonyError,
+)
+from voxanne.errors import ApiError, Conflict, Unprocessable
+from voxanne.models import Organization
+
+logger = logging.getLogger(__name__)
+
+UNDO_TRIES = 3
+UNDO_FIRST_DELAY_SECONDS = 0.1
+
+
+# --- What callers see ----------------------------------------------------------------------
+
+
+class ProvisioningUnavailable(ApiError):
+    status_code = 500
+    default_message = "Phone provisioning not available. Please contact support."
+    code = "provisioning_unavailable"
+
+
+class ProvisioningInProgress(Conflict):
+    default_message = (
+        "Your phone number is already being set up. Please try again in a few seconds."
+    )
+    code = "provisioning_in_progress"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    default_message = "This Idempotency-Key was already used with a different request body."
+    code = "idempotency_key_reused"
+
+
+class NoNumbersInArea(Unprocessable):
+    default_message = "No phone numbers are available in that area code. Please try another one."
+    code = "no_numbers_available"
+
+
+class RegulatoryBundleRequired(Unprocessable):
+    default_message = (
+        "Numbers in this country need an address or regulatory bundle first. "
+        "Please contact support."
+    )
+    code = "regulatory_bundle_required"
+
+
+class ProvisioningFailed(ApiError):
+    status_code = 503
+    default_message = (
+        "We could not set up your phone number. Your wallet has been refunded. Please try again."
+    )
+    code = "provisioning_failed"
+
+
+class StoredFailure(ApiError):
+    """The first answer to this idempotency key was an error: the same error again."""
+
+    def __init__(self, *, status: int, message: str, code: str):
+        super().__init__(message, code=code)
+        self.status_code = status
+
+
+INSUFFICIENT_BALANCE_MESSAGE = "Insufficient balance for phone number. Please top up your wallet."
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    phone_number: str
+    already_provisioned: bool = False
+
+    def body(self) -> dict:
+        body = {"success": True, "phoneNumber": self.phone_number}
+        if self.already_provisioned:
+            body["alreadyProvisioned"] = True
+        return body
+
+
+class _LeaseLost(Exception):
+    """Someone else (the reconciler) now drives this attempt."""
+
+
+_T = TypeVar("_T")
+
+
+# --- Test-only fault hook ------------------------------------------------------------------
+
+
+def _fault_point(step: str) -> None:
+    """Crash-safety tests set VOXANNE_FAULT_AT=<step> to kill the process here; else a no-op."""
+    if os.environ.get("VOXANNE_FAULT_AT") == step:
+        os._exit(137)
+
+
+# --- Reads ---------------------------------------------------------------------------------
+
+
+def active_number_for(org: Organization | str) -> ManagedPhoneNumber | None:
+    return (
+        ManagedPhoneNumber.objects.for_org(org)
+        .filter(status=ManagedPhoneNumber.Status.ACTIVE)
+        .first()
+    )
+
+
+def _fingerprint(area_code: str | None) -> str:
+    canonical = json.dumps({"area_code": area_code or None}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _derived_key(org: Organization) -> str:
+    """Without an Idempotency-Key: one key per org per attempt, stable while one is in flight."""
+    finished = (
+        ProvisioningAttempt.objects.for_org(org).exclude(state__in=ACTIVE_ATTEMPT_STATES).count()
+    )
+    return f"auto-{finished + 1}"
+
+
+def _lease_until(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) + timedelta(seconds=settings.PROVISIONING_STUCK_AFTER_SECONDS)
+
+
+def _stored_answer(attempt: ProvisioningAttempt) -> Provisioned:
+    body = attempt.response_body or {}
+    if attempt.response_status == 200:
+        return Provisioned(body["phoneNumber"], bool(body.get("alreadyProvisioned")))
+    raise StoredFailure(
+        status=attempt.response_status or 503,
+        message=body.get("error", ProvisioningFailed.default_message),
+        code=body.get("code", ProvisioningFailed.code),
+    )
+
+
+def _replay_for_key(org: Organization, key: str, fingerprint: str) -> Provisioned | None:
+    attempt = ProvisioningAttempt.objects.for_org(org).filter(idempotency_key=key).first()
+    if attempt is None:
+        return None
+    if attempt.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    if attempt.state in ACTIVE_ATTEMPT_STATES:
+        raise ProvisioningInProgress()
+    return _stored_answer(attempt)
+
+
+# --- The request path ----------------------------------------------------------------------
+
+
+def provision_number(
+    *, org: Organization, area_code: str | None = None, idempotency_key: str | None = None
+) -> Provisioned:
+    """Charge 1000 pence once and give the org its phone number.
+
+    Returns the new number, the org's existing one (no charge), or the stored first answer
+    for a repeated Idempotency-Key. Raises InsufficientFunds (402, before any provider call),
+    ProvisioningUnavailable (500, before touching the wallet), ProvisioningInProgress (409),
+    IdempotencyKeyReused (422), NoNumbersInArea / RegulatoryBundleRequired (422) or
+    ProvisioningFailed (503); on every error after the hold the money is back first.
+    """
+    fingerprint = _fingerprint(area_code)
+    if idempotency_key:
+        replay = _replay_for_key(org, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
+    existing = active_number_for(org)
+    if existing is not None:
+        return Provisioned(existing.phone_number, already_provisioned=True)
+    if not (telephony.is_configured() and vapi.is_configured()):
+        logger.error("phone provisioning requested but Twilio/Vapi credentials are not set")
+        raise ProvisioningUnavailable()
+
+    key = idempotency_key or _derived_key(org)
+    token = uuid.uuid4()
+    try:
+        started = _begin(
+            org=org, key=key, fingerprint=fingerprint, area_code=area_code, token=token
+        )
+    except IntegrityError:
+        # Lost a race to the constraints: same key, or another attempt went active.
+        if idempotency_key:
+            replay = _replay_for_key(org, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+        raise ProvisioningInProgress() from None
+    if isinstance(started, Provisioned):
+        return started
+    _fault_point("after_hold")
+    return _drive(started, token)
+
+
+def _begin(
+    *, org: Organization, key: str, fingerprint: str, area_code: str | None, token: uuid.UUID
+) -> ProvisioningAttempt | Provisioned:
+    try:
+        with transaction.atomic(durable=True):
+            lock_wallet(org)  # serializes this org's provisioning decisions
+            existing = active_number_for(org)
+            if existing is not None:
+                return Provisioned(existing.phone_number, already_provisioned=True)
+            in_flight = ProvisioningAttempt.objects.for_org(org).filter(
+                state__in=ACTIVE_ATTEMPT_STATES
+            )
+            if in_flight.exists():
+                raise ProvisioningInProgress()
+            attempt_id = uuid.uuid4()
+            hold = hold_for_provisioning(
+                org=org,
+                idempotency_key=f"provision:{attempt_id}",
+                description="Phone number",
+            )
+            return ProvisioningAttempt.objects.create(
+                id=attempt_id,
+                org=org,
+                idempotency_key=key,
+                request_fingerprint=fingerprint,
+                area_code=area_code or "",
+                hold=getattr(hold, "entry", hold),
+                lease_token=token,
+                lease_expires_at=_lease_until(),
+            )
+    except InsufficientFunds:
+        raise InsufficientFunds(INSUFFICIENT_BALANCE_MESSAGE) from None
+
+
+def _record(attempt: ProvisioningAttempt, token: uuid.UUID, **fields) -> None:
+    """Write a step's result and renew the lease, if we still hold it."""
+    now = timezone.now()
+    updated = ProvisioningAttempt.objects.filter(
+        pk=attempt.pk, lease_token=token, state__in=ACTIVE_ATTEMPT_STATES
+    ).update(**fields, lease_expires_at=_lease_until(now), updated_at=now)
+    if updated != 1:
+        raise _LeaseLost()
+    for name, value in fields.items():
+        setattr(attempt, name, value)
+
+
+def _drive(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
+    try:
+        subaccount = _ensure_subaccount(attempt, token)
+        _fault_point("after_subaccount")
+        _buy(attempt, token, subaccount)
+        _fault_point("after_purchase")
+        _import(attempt, token, subaccount)
+        _fault_point("after_import")
+        return _settle(attempt, token)
+    except _LeaseLost:
+        logger.warning("provisioning attempt %s was taken over by the reconciler", attempt.pk)
+        raise ProvisioningInProgress() from None
+    except TelephonyError as exc:
+        error = _api_error_for(exc)
+        _compensate(attempt, token, error=error, detail=exc.detail)
+        raise error from None
+    except Exception as exc:
+        logger.exception("provisioning attempt %s failed unexpectedly", attempt.pk)
+        error = ProvisioningFailed()
+        try:
+            _compensate(attempt, token, error=error, detail=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            # The lease will lapse and the reconciler will finish the undo and the refund.
+            logger.exception("could not undo provisioning attempt %s now", attempt.pk)
+        raise error from None
+
+
+def _api_error_for(exc: TelephonyError) -> ApiError:
+    if isinstance(exc, NoNumbersAvailable):
+        return NoNumbersInArea()
+    if isinstance(exc, RegulatoryRequirement):
+        return RegulatoryBundleRequired()
+    if isinstance(exc, NotConfigured):
+        logger.critical(
+            "ALERT: a provider refused our credentials (Twilio 20003 or Vapi 401): %s",
+            exc.detail,
+        )
+        return ProvisioningUnavailable()
+    return ProvisioningFailed()
+
+
+def _subaccount_name(org: Organization) -> str:
+    clinic = (org.clinic_name or f"Clinic {str(org.pk)[:8]}").strip()
+    return f"Voxanne - {clinic}"[:64]
+
+
+def _ensure_subaccount(attempt: ProvisioningAttempt, token: uuid.UUID) -> TwilioSubaccount:
+    subaccount = TwilioSubaccount.objects.for_org(attempt.org_id).first()
+    if subaccount is None:
+        name = _subaccount_name(attempt.org)
+        created = telephony.create_subaccount(friendly_name=name)
+        with transaction.atomic(durable=True):
+            subaccount = TwilioSubaccount.objects.create(
+                org_id=attempt.org_id,
+                account_sid=created.sid,
+                friendly_name=name,
+                auth_token_encrypted=TwilioSubaccount.encrypt(created.auth_token),
+            )
+            _record(attempt, token, subaccount_sid=created.sid, subaccount_at=timezone.now())
+    else:
+        _record(attempt, token, subaccount_sid=subaccount.account_sid, subaccount_at=timezone.now())
+    return subaccount
+
+
+def _buy(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSubaccount) -> None:
+    def search(exclude: str = "") -> str:
+        numbers = telephony.search_local_numbers(
+            subaccount_sid=subaccount.account_sid,
+            country=settings.PROVISION_COUNTRY,
+            area_code=attempt.area_code or None,
+        )
+        fresh = [n for n in numbers if n != exclude]
+        if not fresh:
+            raise NoNumbersAvailable("only the number that was just taken came back")
+        return fresh[0]
+
+    def buy(number: str) -> telephony.PurchasedNumber:
+        return telephony.buy_number(
+            subaccount_sid=subaccount.account_sid,
+            phone_number=number,
+            friendly_name=attempt.number_friendly_name,
+        )
+
+    candidate = search()
+    try:
+        bought = buy(candidate)
+    except NumberNoLongerAvailable:
+        logger.info("number %s was taken meanwhile; searching again once", candidate)
+        bought = buy(search(exclude=candidate))
+    _fault_point("purchase_unrecorded")
+    _record(
+        attempt,
+        token,
+        twilio_number_sid=bought.sid,
+        phone_number=bought.phone_number,
+        purchased_at=timezone.now(),
+    )
+
+
+def _import(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSubaccount) -> None:
+    phone_id = vapi.import_twilio_number(
+        phone_number=attempt.phone_number,
+        twilio_account_sid=subaccount.account_sid,
+        twilio_auth_token=subaccount.auth_token,
+        name=attempt.number_friendly_name,
+    )
+    _fault_point("import_unrecorded")
+    _record(attempt, token, vapi_phone_id=phone_id, imported_at=timezone.now())
+
+
+def _settle(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
+    """Store the managed number and keep the charge, in one transaction."""
+    with transaction.atomic(durable=True):
+        lock_wallet(attempt.org_id)
+        locked = ProvisioningAttempt.objects.select_for_update().get(pk=attempt.pk)
+        if locked.lease_token != token or locked.state != AttemptState.IN_PROGRESS:
+            raise _LeaseLost()
+        ManagedPhoneNumber.objects.create(
+            org_id=locked.org_id,
+            attempt=locked,
+            phone_number=locked.phone_number,
+            twilio_number_sid=locked.twilio_number_sid,
+            subaccount_sid=locked.subaccount_sid,
+            vapi_phone_id=locked.vapi_phone_id,
+        )
+        answer = Provisioned(locked.phone_number)
+        now = timezone.now()
+        locked.state = AttemptState.SUCCEEDED
+        locked.finished_at = now
+        locked.lease_token = None
+        locked.lease_expires_at = now
+        locked.response_status = 200
+        locked.response_body = answer.body()
+        locked.save()
+        _fault_point("before_settle")
+    logger.info("provisioned %s for org %s", locked.phone_number, locked.org_id)
+    return answer
+
+
+# --- Undo ----------------------------------------------------------------------------------
+
+
+def _with_retries(action: Callable[[], _T], *, what: str) -> _T:
+    delay = UNDO_FIRST_DELAY_SECONDS
+    for attempt_number in range(1, UNDO_TRIES + 1):
+        try:
+            return action()
+        except ProviderUnavailable:
+            if attempt_number == UNDO_TRIES:
+                raise
+            logger.warning("%s failed (try %d); retrying in %.1fs", what, attempt_number, delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _undo_provider_side(attempt: ProvisioningAttempt) -> bool:
+    """Delete the Vapi import, then release the Twilio number. True when nothing is left."""
+    try:
+        if attempt.vapi_phone_id:
+            _with_retries(
+                lambda: vapi.delete_import(phone_id=attempt.vapi_phone_id), what="vapi delete"
+            )
+        if attempt.twilio_number_sid:
+            _with_retries(
+                lambda: telephony.release_number(
+                    subaccount_sid=attempt.subaccount_sid, number_sid=attempt.twilio_number_sid
+                ),
+                what="twilio release",
+            )
+    except TelephonyError as exc:
+        logger.error("undo of provisioning attempt %s incomplete: %s", attempt.pk, exc.detail)
+        return False
+    return True
+
+
+def _compensate(
+    attempt: ProvisioningAttempt, token: uuid.UUID, *, error: ApiError, detail: str
+) -> None:
+    """Undo the provider side, refund the hold, and store the error as this key's answer.
+
+    The refund happens even when the provider undo does not finish now: the clinic never pays
+    for nothing. The attempt then stays active ('compensating', lease lapsed) until the
+    reconciler has released what we still own.
+    """
+    fields = {"state": AttemptState.COMPENSATING}
+    if not attempt.error_code:
+        fields.update(
+            error_code=error.code,
+            error_detail=detail[:4000],
+            response_status=error.status_code,
+            response_body={"error": error.message, "code": error.code},
+        )
+    _record(attempt, token, **fields)
+    undone = _undo_provider_side(attempt)
+    with transaction.atomic(durable=True):
+        lock_wallet(attempt.org_id)
+        release_hold(hold=attempt.hold, reason="Phone number could not be set up")
+        now = timezone.now()
+        if undone:
+            finished = {"state": AttemptState.FAILED, "finished_at": now, "lease_token": None}
+        else:
+            finished = {"lease_token": None}
+        updated = ProvisioningAttempt.objects.filter(pk=attempt.pk, lease_token=token).update(
+            **finished, refunded_at=attempt.refunded_at or now, lease_expires_at=now, updated_at=now
+        )
+        if updated != 1:
+            raise _LeaseLost()
+    logger.info(
+        "provisioning attempt %s refunded (%s)%s",
+        attempt.pk,
+        error.code,
+        "" if undone else "; provider undo left to the reconciler",
+    )
+
+
+# --- The reconciler ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    attempt_id: uuid.UUID
+    outcome: str  # "finished", "refunded" or "retry_later"
+
+
+def _claim(attempt_id: uuid.UUID | str, now: datetime) -> uuid.UUID | None:
+    """Take an active attempt whose lease has lapsed; None if it is not ours to take."""
+    token = uuid.uuid4()
+    claimed = ProvisioningAttempt.objects.filter(
+        pk=attempt_id, state__in=ACTIVE_ATTEMPT_STATES, lease_expires_at__lt=now
+    ).update(lease_token=token, lease_expires_at=_lease_until(now), updated_at=timezone.now())
+    return token if claimed == 1 else None
+
+
+def _recover_unrecorded(attempt: ProvisioningAttempt, token: uuid.UUID) -> None:
+    """Find provider results a dead process never wrote down (by FriendlyName, by number)."""
+    if attempt.subaccount_sid and not attempt.twilio_number_sid:
+        found = telephony.find_numbers_named(
+            subaccount_sid=attempt.subaccount_sid, friendly_name=attempt.number_friendly_name
+        )
+        if found:
+            keep, *extra = found
+            for number in extra:  # never expected; a number nobody can use is released
+                telephony.release_number(
+                    subaccount_sid=attempt.subaccount_sid, number_sid=number.sid
+                )
+            _record(
+                attempt,
+                token,
+                twilio_number_sid=keep.sid,
+                phone_number=keep.phone_number,
+                purchased_at=timezone.now(),
+            )
+    if attempt.twilio_number_sid and not attempt.vapi_phone_id:
+        phone_id = vapi.find_import(phone_number=attempt.phone_number)
+        if phone_id:
+            _record(attempt, token, vapi_phone_id=phone_id, imported_at=timezone.now())
+
+
+def reconcile_attempt(
+    *, attempt_id: uuid.UUID | str, now: datetime | None = None
+) -> Reconciled | None:
+    """Drive one stuck attempt to an end: finished when bought and imported, else undone and
+    refunded. Returns None when the attempt is not stuck (still leased, or already ended).
+    Run inside system_context."""
+    now = now or timezone.now()
+    token = _claim(attempt_id, now)
+    if token is None:
+        return None
+    attempt = ProvisioningAttempt.objects.select_related("org", "hold").get(pk=attempt_id)
+    try:
+        if attempt.state == AttemptState.IN_PROGRESS:
+            _recover_unrecorded(attempt, token)
+            if attempt.twilio_number_sid and attempt.vapi_phone_id:
+                _settle(attempt, token)
+                _mark_reconciled(attempt)
+                return Reconciled(attempt.pk, "finished")
+        error = ProvisioningFailed()
+        _compensate(attempt, token, error=error, detail=attempt.error_detail or "stuck attempt")
+        attempt.refresh_from_db()
+        _mark_reconciled(attempt)
+        outcome = "refunded" if attempt.state == AttemptState.FAILED else "retry_later"
+        return Reconciled(attempt.pk, outcome)
+    except (TelephonyError, _LeaseLost) as exc:
+        logger.warning("reconciling attempt %s must wait: %r", attempt_id, exc)
+        ProvisioningAttempt.objects.filter(pk=attempt_id, lease_token=token).update(
+            lease_token=None, lease_expires_at=timezone.now()
+        )
+        return Reconciled(attempt.pk, "retry_later")
+
+
+def _mark_reconciled(attempt: ProvisioningAttempt) -> None:
+    ProvisioningAttempt.objects.filter(pk=attempt.pk).update(reconciled_at=timezone.now())
+
+
+def reconcile_stuck_attempts(*, now: datetime | None = None, limit: int = 100) -> list[Reconciled]:
+    """Every active attempt whose lease lapsed before `now`, driven to an end (see
+    reconcile_attempt). Safe to run concurrently: each attempt is claimed before it is touched."""
+    now = now or timezone.now()
+    stuck = ProvisioningAttempt.objects.filter(
+        state__in=ACTIVE_ATTEMPT_STATES, lease_expires_at__lt=now
+    ).order_by("lease_expires_at")
+    results = []
+    for attempt_id in stuck.values_list("id", flat=True)[:limit]:
+        result = reconcile_attempt(attempt_id=attempt_id, now=now)
+        if result is not None:
+            results.append(result)
+    return results
