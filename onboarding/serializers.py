@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from onboarding.models import EventName
@@ -22,10 +23,15 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class StrictCharField(serializers.CharField):
-    """A JSON string: refuses numbers, booleans, lists and objects instead of coercing them."""
+    """A storable JSON string: refuses numbers, booleans, lists and objects instead of coercing
+    them, and lone surrogates (valid JSON escapes that no UTF-8 database can store)."""
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
             self.fail("invalid")
         return super().to_internal_value(data)
 
@@ -71,6 +77,13 @@ def _contains_nul(value: object) -> bool:
     return False
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "description": f"At most {METADATA_MAX_BYTES} bytes serialized (compact UTF-8 JSON).",
+    }
+)
 class MetadataField(serializers.JSONField):
     """A JSON object of at most METADATA_MAX_BYTES, serialized compactly as UTF-8."""
 
@@ -94,7 +107,7 @@ class MetadataField(serializers.JSONField):
         return data
 
 
-class EventSerializer(serializers.Serializer):
+class OnboardingEventSerializer(serializers.Serializer):
     event_name = StrictChoiceField(
         choices=EventName.choices, error_messages={"invalid_choice": "Unknown event name."}
     )
@@ -105,16 +118,16 @@ class EventSerializer(serializers.Serializer):
     )
 
 
-class CompleteSerializer(serializers.Serializer):
+class OnboardingCompleteSerializer(serializers.Serializer):
     clinic_name = CutCharField(max_length=200, required=False)
     specialty = CutCharField(max_length=100, required=False)
 
 
-class SuccessSerializer(serializers.Serializer):
+class OnboardingSuccessSerializer(serializers.Serializer):
     success = serializers.BooleanField()
 
 
-class StatusSerializer(serializers.Serializer):
+class OnboardingStatusSerializer(serializers.Serializer):
     needs_onboarding = serializers.BooleanField()
     completed_at = serializers.DateTimeField(allow_null=True)
     clinic_name = serializers.CharField(allow_null=True)
