@@ -8,8 +8,11 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 
 
+MAX_PAGE = 1_000_000  # far beyond any clinic's data; keeps OFFSET inside Postgres' bigint
+
+
 class PageParams(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, default=1)
+    page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=1)
     limit = serializers.IntegerField(min_value=1, max_value=100, default=50)
 
 

@@ -42,7 +42,9 @@ def test_lists_show_only_the_tokens_org_and_ignore_org_in_query(api, kind, maker
     assert body["pagination"] == {"page": 1, "limit": 50, "total": 2, "total_pages": 1}
 
 
-@pytest.mark.parametrize("query", ["page=0", "limit=101", "limit=abc", "page=-1"])
+@pytest.mark.parametrize(
+    "query", ["page=0", "limit=101", "limit=abc", "page=-1", "page=6230147503795184074752"]
+)
 def test_bad_paging_is_400(api, query):
     org = make_org()
     response = api.get(f"/api/calls?{query}", **auth_header(org))
