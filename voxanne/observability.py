@@ -61,7 +61,9 @@ class RequestLogMiddleware:
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             }
-            access_log.info("%(method)s %(path)s %(status)s %(duration_ms)sms", fields, extra=fields)
+            access_log.info(
+                "%(method)s %(path)s %(status)s %(duration_ms)sms", fields, extra=fields
+            )
             return response
         finally:
             request_id_var.reset(token)

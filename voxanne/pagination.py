@@ -7,7 +7,6 @@ import math
 from django.db.models import QuerySet
 from rest_framework import serializers
 
-
 MAX_PAGE = 1_000_000  # far beyond any clinic's data; keeps OFFSET inside Postgres' bigint
 
 
