@@ -77,6 +77,16 @@ def test_blank_fields_leave_the_stored_values_as_they_are(post_json, org):
 @pytest.mark.parametrize("field", ["clinic_name", "specialty"])
 @pytest.mark.parametrize("value", [123, 1.5, True, None, ["Smile"], {"name": "Smile"}])
 def test_a_non_string_field_is_400_and_changes_nothing(post_json, org, field, value):
+    assert_refused_without_change(post_json, org, field, value)
+
+
+@pytest.mark.parametrize("field", ["clinic_name", "specialty"])
+@pytest.mark.parametrize("value", ["Smile\x00", "\ud800 Smile"])
+def test_a_string_that_cannot_be_stored_is_400_not_500(post_json, org, field, value):
+    assert_refused_without_change(post_json, org, field, value)
+
+
+def assert_refused_without_change(post_json, org, field, value):
     response = post_json(URL, {field: value}, org)
     assert response.status_code == 400
     assert response.json()["error"].startswith(field)

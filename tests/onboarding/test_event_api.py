@@ -112,7 +112,9 @@ def test_metadata_of_8_kib_serialized_is_accepted_and_one_byte_more_is_400(post_
     assert OnboardingEvent.objects.get().metadata == fits
 
 
-@pytest.mark.parametrize("session_id", ["s" * 101, 12345, True, None, {"id": "x"}])
+@pytest.mark.parametrize(
+    "session_id", ["s" * 101, 12345, True, None, {"id": "x"}, "\ud800", "a\x00"]
+)
 def test_session_id_must_be_a_string_of_at_most_100_chars(post_json, org, session_id):
     body = {"event_name": "started", "step_index": 0, "session_id": session_id}
     assert_rejected(post_json(URL, body, org))
