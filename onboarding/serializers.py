@@ -10,6 +10,7 @@ from rest_framework import serializers
 from onboarding.models import EventName
 
 METADATA_MAX_BYTES = 8 * 1024
+METADATA_MAX_DEPTH = 32
 LAST_STEP_INDEX = 4
 
 
@@ -61,27 +62,34 @@ class CutCharField(StrictCharField):
         return value[: self.cut_length] or None
 
 
-def _contains_nul(value: object) -> bool:
-    """Whether a JSON value holds a NUL character anywhere (Postgres cannot store it)."""
-    pending = [value]
+def _storable(value: object) -> bool:
+    """Whether a JSON value can be stored as it is: no NUL character anywhere (Postgres cannot
+    store it) and nested at most METADATA_MAX_DEPTH deep (deeper would exhaust the stack of
+    the JSON encoders on the way to the database)."""
+    pending = [(value, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
+                return False
+        elif isinstance(item, dict | list):
+            if depth >= METADATA_MAX_DEPTH:
+                return False
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+                item = item.values()
+            pending.extend((child, depth + 1) for child in item)
+    return True
 
 
 @extend_schema_field(
     {
         "type": "object",
         "additionalProperties": True,
-        "description": f"At most {METADATA_MAX_BYTES} bytes serialized (compact UTF-8 JSON).",
+        "description": (
+            f"At most {METADATA_MAX_BYTES} bytes serialized (compact UTF-8 JSON), nested at "
+            f"most {METADATA_MAX_DEPTH} levels deep."
+        ),
     }
 )
 class MetadataField(serializers.JSONField):
@@ -90,20 +98,24 @@ class MetadataField(serializers.JSONField):
     default_error_messages = {
         "not_object": "Must be a JSON object.",
         "too_large": f"Must be at most {METADATA_MAX_BYTES} bytes when serialized.",
-        "unstorable": "Contains characters that cannot be stored.",
+        "unstorable": (
+            f"Cannot be stored: NUL characters, or nested deeper than {METADATA_MAX_DEPTH} levels."
+        ),
     }
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             self.fail("not_object")
+        if not _storable(data):
+            self.fail("unstorable")
         try:
-            encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        except (UnicodeEncodeError, ValueError):  # lone surrogates, NaN
+            encoded = json.dumps(
+                data, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode("utf-8")
+        except (UnicodeEncodeError, ValueError):  # lone surrogates; 1e400 parsed as infinity
             self.fail("unstorable")
         if len(encoded) > METADATA_MAX_BYTES:
             self.fail("too_large")
-        if _contains_nul(data):
-            self.fail("unstorable")
         return data
 
 

@@ -98,6 +98,27 @@ def test_metadata_must_be_a_storable_json_object(post_json, org, metadata):
     assert not OnboardingEvent.objects.exists()
 
 
+def nested(depth: int) -> dict:
+    """An object holding objects `depth` levels deep in all (the outermost counts as one)."""
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_metadata_nested_32_levels_is_accepted_and_deeper_is_400_not_500(post_json, org):
+    event = {"event_name": "started", "step_index": 0}
+    assert post_json(URL, {**event, "metadata": nested(32)}, org).status_code == 200
+    for depth in (33, 900):
+        assert_rejected(post_json(URL, {**event, "metadata": nested(depth)}, org))
+    assert OnboardingEvent.objects.get().metadata == nested(32)
+
+
+def test_metadata_number_too_large_for_a_float_is_400_not_silently_dropped(post_json, org):
+    payload = '{"event_name": "started", "step_index": 0, "metadata": {"n": 1e400}}'
+    assert_rejected(post_json(URL, payload, org))
+
+
 def metadata_of_size(size: int) -> dict:
     overhead = len(json.dumps({"k": ""}, separators=(",", ":")))
     return {"k": "é" * ((size - overhead) // 2) + "x" * ((size - overhead) % 2)}
