@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench
+.PHONY: run test bench fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,4 +18,7 @@ test: $(STAMP)
 	$(VENV)/bin/python scripts/stack.py test $(ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/python scripts/stack.py bench
+	$(VENV)/bin/python scripts/stack.py bench $(ARGS)
+
+fuzz: $(STAMP)
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-200} $(VENV)/bin/python scripts/stack.py test tests/fuzz -q

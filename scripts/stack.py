@@ -195,12 +195,26 @@ def run_tests(args: list[str]) -> int:
     return subprocess.run([python(), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
-def run_benchmarks() -> int:
+def run_benchmarks(only: list[str]) -> int:
+    """Run bench/*.py (or the named ones), then print one table of all their figures."""
+    import tempfile
+
     env = prepare_environment(debug=False)
+    env["PYTHONPATH"] = str(ROOT)
+    results = Path(tempfile.mkstemp(prefix="voxanne-bench-", suffix=".jsonl")[1])
+    env["BENCH_RESULTS"] = str(results)
     status = 0
-    for script in sorted((ROOT / "bench").glob("*.py")):
+    scripts = [p for p in sorted((ROOT / "bench").glob("*.py")) if p.name != "table.py"]
+    for script in scripts:
+        if only and script.stem not in only:
+            continue
         log(f"bench/{script.name}")
         status |= subprocess.run([python(), str(script)], cwd=ROOT, env=env).returncode
+    sys.path.insert(0, str(ROOT))
+    from bench.table import load, render
+
+    print(f"\nAll benchmarks (machine: {os.cpu_count()} cores)\n{render(load(str(results)))}")
+    results.unlink()
     return status
 
 
@@ -212,7 +226,7 @@ def main(argv: list[str]) -> int:
         return run_service()
     if argv[0] == "test":
         return run_tests(argv[1:])
-    return run_benchmarks()
+    return run_benchmarks(argv[1:])
 
 
 if __name__ == "__main__":
