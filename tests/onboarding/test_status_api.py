@@ -43,6 +43,18 @@ def test_new_clinic_needs_onboarding_and_sees_its_signup_clinic_name(api):
     }
 
 
+def test_signup_clinic_name_prefills_the_status_so_the_wizard_can_skip_that_step(api):
+    signup = api.post(
+        "/api/auth/signup",
+        {"email": "new@clinic.test", "password": "correct-horse-9", "clinic_name": " Bright "},
+        format="json",
+    )
+    assert signup.status_code == 201
+    token = signup.json()["access"]
+    body = api.get(URL, HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    assert (body["needs_onboarding"], body["clinic_name"]) == (True, "Bright")
+
+
 def test_clinic_without_a_name_gets_null_clinic_name(api):
     org = make_org(clinic_name=None)
     assert api.get(URL, **auth_header(org)).json()["clinic_name"] is None
