@@ -18,7 +18,7 @@ SELECT w.id, w.org_id, w.balance_pence, w.last_sequence,
        COALESCE(s.total, 0), COALESCE(s.entries, 0), COALESCE(s.newest, 0), s.newest_balance
 FROM billing_wallet w
 LEFT JOIN LATERAL (
-    SELECT SUM(e.amount_pence) AS total, COUNT(*) AS entries, MAX(e.sequence) AS newest,
+    SELECT SUM(e.amount_pence)::bigint AS total, COUNT(*) AS entries, MAX(e.sequence) AS newest,
            (SELECT n.balance_after_pence FROM billing_ledger_entry n
              WHERE n.org_id = w.org_id ORDER BY n.sequence DESC LIMIT 1) AS newest_balance
     FROM billing_ledger_entry e WHERE e.org_id = w.org_id
