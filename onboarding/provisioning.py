@@ -479,6 +479,7 @@ def _compensate(
         )
     _record(attempt, token, **fields)
     undone = _undo_provider_side(attempt)
+    _fault_point("before_refund")
     with transaction.atomic(durable=True):
         lock_wallet(attempt.org_id)
         release_hold(hold=attempt.hold, reason="Phone number could not be set up")
@@ -509,12 +510,13 @@ class Reconciled:
     outcome: str  # "finished", "refunded" or "retry_later"
 
 
-def _claim(attempt_id: uuid.UUID | str, now: datetime) -> uuid.UUID | None:
+def _claim(attempt_id: uuid.UUID | str) -> uuid.UUID | None:
     """Take an active attempt whose lease has lapsed; None if it is not ours to take."""
     token = uuid.uuid4()
+    now = timezone.now()
     claimed = ProvisioningAttempt.objects.filter(
         pk=attempt_id, state__in=ACTIVE_ATTEMPT_STATES, lease_expires_at__lt=now
-    ).update(lease_token=token, lease_expires_at=_lease_until(now), updated_at=timezone.now())
+    ).update(lease_token=token, lease_expires_at=_lease_until(now), updated_at=now)
     return token if claimed == 1 else None
 
 
@@ -543,14 +545,11 @@ def _recover_unrecorded(attempt: ProvisioningAttempt, token: uuid.UUID) -> None:
             _record(attempt, token, vapi_phone_id=phone_id, imported_at=timezone.now())
 
 
-def reconcile_attempt(
-    *, attempt_id: uuid.UUID | str, now: datetime | None = None
-) -> Reconciled | None:
+def reconcile_attempt(*, attempt_id: uuid.UUID | str) -> Reconciled | None:
     """Drive one stuck attempt to an end: finished when bought and imported, else undone and
     refunded. Returns None when the attempt is not stuck (still leased, or already ended).
     Run inside system_context."""
-    now = now or timezone.now()
-    token = _claim(attempt_id, now)
+    token = _claim(attempt_id)
     if token is None:
         return None
     attempt = ProvisioningAttempt.objects.select_related("org", "hold").get(pk=attempt_id)
@@ -579,16 +578,15 @@ def _mark_reconciled(attempt: ProvisioningAttempt) -> None:
     ProvisioningAttempt.objects.filter(pk=attempt.pk).update(reconciled_at=timezone.now())
 
 
-def reconcile_stuck_attempts(*, now: datetime | None = None, limit: int = 100) -> list[Reconciled]:
-    """Every active attempt whose lease lapsed before `now`, driven to an end (see
-    reconcile_attempt). Safe to run concurrently: each attempt is claimed before it is touched."""
-    now = now or timezone.now()
+def reconcile_stuck_attempts(*, limit: int = 100) -> list[Reconciled]:
+    """Every active attempt whose lease has lapsed, driven to an end (see reconcile_attempt).
+    Safe to run concurrently: each attempt is claimed before it is touched."""
     stuck = ProvisioningAttempt.objects.filter(
-        state__in=ACTIVE_ATTEMPT_STATES, lease_expires_at__lt=now
+        state__in=ACTIVE_ATTEMPT_STATES, lease_expires_at__lt=timezone.now()
     ).order_by("lease_expires_at")
     results = []
     for attempt_id in stuck.values_list("id", flat=True)[:limit]:
-        result = reconcile_attempt(attempt_id=attempt_id, now=now)
+        result = reconcile_attempt(attempt_id=attempt_id)
         if result is not None:
             results.append(result)
     return results

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -36,3 +41,66 @@ def providers(settings):
     finally:
         vapi.stop()
         twilio.stop()
+
+
+def lapse_leases() -> int:
+    """Time passes: every active provisioning attempt's lease lapses (its driver is gone)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from onboarding.models import ACTIVE_ATTEMPT_STATES, ProvisioningAttempt
+
+    return ProvisioningAttempt.objects.filter(state__in=ACTIVE_ATTEMPT_STATES).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+WORKER = Path(__file__).resolve().parents[1] / "onboarding" / "provision_worker.py"
+
+
+def test_database_url() -> str:
+    """A URL for the test database (what this process's Django connection points at)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+def run_workers(orgs, providers: Providers, fault_at: str) -> list[subprocess.CompletedProcess]:
+    """One real worker process per org, in parallel, each provisioning that org's number
+    against the test database and the doubles, dying (exit 137) at step `fault_at`."""
+    env = {
+        **os.environ,
+        **providers.env(),
+        "DATABASE_URL": test_database_url(),
+        "VOXANNE_FAULT_AT": fault_at,
+        "PROVIDER_TIMEOUT_SECONDS": "5",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("TEST_DATABASE_NAME", None)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(org.pk)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for org in orgs
+    ]
+    done = []
+    try:
+        for worker in workers:
+            out, err = worker.communicate(timeout=60)
+            done.append(subprocess.CompletedProcess(worker.args, worker.returncode, out, err))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    return done
