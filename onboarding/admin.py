@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from onboarding import services
-from onboarding.models import OnboardingEvent
+from onboarding import provisioning, services
+from onboarding.models import (
+    ACTIVE_ATTEMPT_STATES,
+    ManagedPhoneNumber,
+    OnboardingEvent,
+    ProvisioningAttempt,
+    TwilioSubaccount,
+)
 from voxanne.admin import add_organization_filter, add_organization_inline
 
 
@@ -64,3 +70,141 @@ class PaymentStepFilter(admin.SimpleListFilter):
 add_organization_inline(OnboardingEventInline)
 add_organization_filter(OnboardingCompletedFilter)
 add_organization_filter(PaymentStepFilter)
+
+
+# --- Paid phone-number provisioning: read-only, plus "run the reconciler for this attempt" ---
+
+
+class _ReadOnly:
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+ATTEMPT_FIELDS = [
+    "id",
+    "org",
+    "state",
+    "idempotency_key",
+    "area_code",
+    "phone_number",
+    "created_at",
+    "subaccount_at",
+    "purchased_at",
+    "imported_at",
+    "finished_at",
+    "refunded_at",
+    "reconciled_at",
+    "lease_expires_at",
+    "subaccount_sid",
+    "twilio_number_sid",
+    "vapi_phone_id",
+    "hold",
+    "error_code",
+    "error_detail",
+    "response_status",
+    "response_body",
+]
+
+
+@admin.register(ProvisioningAttempt)
+class ProvisioningAttemptAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["__str__", "org", "state", "phone_number", "error_code", "created_at"]
+    list_filter = ["state"]
+    search_fields = ["id", "org__clinic_name", "phone_number", "twilio_number_sid"]
+    list_select_related = ["org"]
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
+    actions = ["run_reconciler"]
+
+    @admin.action(
+        description="Run the reconciler for the selected attempts",
+        permissions=["reconcile"],
+    )
+    def run_reconciler(self, request, queryset):
+        for attempt in queryset:
+            result = provisioning.reconcile_attempt(attempt_id=attempt.pk)
+            if result is None:
+                attempt.refresh_from_db()
+                if attempt.state in ACTIVE_ATTEMPT_STATES:
+                    text = (
+                        f"{attempt}: still being driven until {attempt.lease_expires_at:%H:%M:%S}."
+                    )
+                else:
+                    text = f"{attempt}: already ended ({attempt.get_state_display()})."
+                self.message_user(request, text, messages.WARNING)
+                continue
+            self.log_change(request, attempt, f"Reconciler run: {result.outcome}")
+            self.message_user(request, f"{attempt}: {result.outcome.replace('_', ' ')}.")
+
+    def has_reconcile_permission(self, request) -> bool:
+        return request.user.has_perm("onboarding.view_provisioningattempt") and (
+            request.user.is_superuser or request.user.has_perm("billing.issue_refund")
+        )
+
+
+@admin.register(ManagedPhoneNumber)
+class ManagedPhoneNumberAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ["phone_number", "org", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["phone_number", "org__clinic_name", "twilio_number_sid"]
+    list_select_related = ["org"]
+    fields = [
+        "id",
+        "org",
+        "phone_number",
+        "status",
+        "twilio_number_sid",
+        "subaccount_sid",
+        "vapi_phone_id",
+        "attempt",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields
+
+
+class ManagedPhoneNumberInline(_ReadOnly, admin.TabularInline):
+    model = ManagedPhoneNumber
+    fields = ["phone_number", "status", "twilio_number_sid", "vapi_phone_id", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+
+class ProvisioningAttemptInline(_ReadOnly, admin.TabularInline):
+    model = ProvisioningAttempt
+    fields = [
+        "created_at",
+        "state",
+        "phone_number",
+        "purchased_at",
+        "imported_at",
+        "finished_at",
+        "refunded_at",
+        "error_detail",
+    ]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    extra = 0
+    show_change_link = True
+    verbose_name_plural = "phone provisioning attempts (newest first)"
+
+
+class TwilioSubaccountInline(_ReadOnly, admin.StackedInline):
+    """The SID only: the auth token is never shown."""
+
+    model = TwilioSubaccount
+    fields = ["account_sid", "friendly_name", "created_at"]
+    readonly_fields = fields
+    extra = 0
+
+
+add_organization_inline(ManagedPhoneNumberInline)
+add_organization_inline(ProvisioningAttemptInline)
+add_organization_inline(TwilioSubaccountInline)
