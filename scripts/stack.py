@@ -107,9 +107,31 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([python(), "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
+def start_telephony_sandbox(env: dict[str, str]) -> None:
+    """With TELEPHONY_SANDBOX on and no Twilio credentials, serve local Twilio and Vapi doubles
+    (the tests' own) so the whole wizard can be clicked through without real accounts."""
+    sandbox = env.get("TELEPHONY_SANDBOX", "").strip().lower() in {"1", "true", "yes", "on"}
+    if not sandbox or env.get("TWILIO_MASTER_ACCOUNT_SID"):
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.doubles import TwilioDouble, VapiDouble
+
+    twilio = TwilioDouble().start()
+    vapi = VapiDouble(twilio=twilio).start()
+    _keep_alive.extend([twilio, vapi])
+    env.update(twilio.env())
+    env.update(vapi.env())
+    log(
+        f"telephony SANDBOX: no Twilio credentials, so Twilio ({twilio.url}) and Vapi "
+        f"({vapi.url}) are local doubles; numbers are fake and nothing is bought or charged "
+        "outside this machine. Set TWILIO_MASTER_ACCOUNT_SID/TOKEN and VAPI_PRIVATE_KEY for real ones."
+    )
+
+
 def run_service() -> int:
     env = prepare_environment(debug=True)
     env.setdefault("TELEPHONY_SANDBOX", "1")
+    start_telephony_sandbox(env)
     manage(env, "migrate", "--no-input")
     manage(env, "ensure_support_user")
     processes: list[subprocess.Popen] = []
