@@ -1,0 +1,254 @@
+"""Benchmark of paid provisioning: provisions/second and p50/p95 latency over real HTTP, next to
+the same server's /healthz in the same run.
+
+    python bench/provision.py [PROVISIONS]      (`make bench` runs it; default 200)
+
+Works in a database of its own (created next to DATABASE_URL's, dropped at the end). Starts
+gunicorn (WORKERS sync workers) against it with Twilio and Vapi served by the zero-latency
+doubles of tests/doubles, funds PROVISIONS clinics, then CLIENTS client threads each POST
+/api/onboarding/provision-number for their own clinics (every request a full paid
+provisioning: hold, subaccount, search, buy, import, settle: 5 provider calls, ~20
+statements). The baseline is the same gunicorn answering /healthz to the same client threads.
+Checked afterwards: every clinic has one number and a wallet equal to its ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BENCH_DB = "voxanne_bench_provision"
+WORKERS = 4
+CLIENTS = 4
+PROVISIONS = 200
+
+
+def _point_at_bench_database() -> str:
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("DATABASE_URL is not set: run `make bench`.")
+    parts = urlsplit(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    os.environ["DATABASE_URL"] = urlunsplit(
+        (parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, "")
+    )
+    return url
+
+
+def _drop_bench_database(admin_url: str) -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_gunicorn(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "voxanne.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WORKERS),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    sys.exit("gunicorn did not start")
+
+
+def _drive(base: str, requests: list[tuple[str, str, str | None]]) -> tuple[float, list[float]]:
+    """CLIENTS threads share `requests` (method, path, token); returns (elapsed, latencies)."""
+    import httpx
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    queue = list(reversed(requests))
+    start = threading.Barrier(CLIENTS + 1)
+
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            start.wait()
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    method, path, token = queue.pop()
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                began = time.perf_counter()
+                response = http.request(method, path, headers=headers, json={} if token else None)
+                took = time.perf_counter() - began
+                with lock:
+                    latencies.append(took)
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    if failures:
+        sys.exit(f"{len(failures)} requests failed, e.g. {failures[0]}")
+    return elapsed, latencies
+
+
+def _p(latencies: list[float], q: int) -> float:
+    return statistics.quantiles(latencies, n=100)[q - 1] * 1000
+
+
+def main() -> int:
+    admin_url = _point_at_bench_database()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voxanne.settings")
+    import django
+
+    django.setup()
+    import logging
+
+    from django.conf import settings
+    from django.core.management import call_command
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Signing the clinics up is set-up, not the measurement: skip slow password hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from django.db.models import Sum
+
+    from bench.table import Row, report
+    from billing.models import EntryType, LedgerEntry, Wallet
+    from billing.services import credit
+    from onboarding.models import ManagedPhoneNumber
+    from tests.doubles import TwilioDouble, VapiDouble
+    from voxanne import services
+    from voxanne.auth import tokens_for
+    from voxanne.tenancy import system_context
+
+    twilio = TwilioDouble().start()
+    vapi = VapiDouble(twilio=twilio).start()
+    server = None
+    try:
+        call_command("migrate", verbosity=0)
+        with system_context("bench"):
+            tokens = []
+            for i in range(PROVISIONS):
+                signed = services.sign_up(
+                    email=f"bench{i}@clinic.test",
+                    password="bench-password-1234",
+                    clinic_name=f"Bench {i}",
+                )
+                credit(
+                    org=signed.organization,
+                    amount_pence=5000,
+                    type=EntryType.TOPUP,
+                    idempotency_key="bench-topup",
+                )
+                tokens.append(tokens_for(signed.user)["access"])
+        env = {
+            **os.environ,
+            **twilio.env(),
+            **vapi.env(),
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_DEBUG": "0",
+        }
+        server, base = _start_gunicorn(env)
+        path = "/api/onboarding/provision-number"
+        _drive(base, [("GET", "/healthz", None)] * 200)  # warm-up: imports, connections
+        health_s, health = _drive(base, [("GET", "/healthz", None)] * PROVISIONS)
+        prov_s, prov = _drive(base, [("POST", path, token) for token in tokens])
+
+        with system_context("bench check"):
+            numbers = ManagedPhoneNumber.objects.filter(status="active").count()
+            wallets = Wallet.objects.values_list("org_id", "balance_pence")
+            sums = dict(
+                LedgerEntry.objects.values("org_id")
+                .annotate(s=Sum("amount_pence"))
+                .values_list("org_id", "s")
+            )
+            mismatched = [org for org, balance in wallets if sums.get(org, 0) != balance]
+        assert numbers == PROVISIONS == len(twilio.owned_numbers()) == len(vapi.imports)
+        assert not mismatched, mismatched[:3]
+
+        label = f"/healthz, same server, {CLIENTS} clients"
+        rows = [
+            Row(
+                figure=f"provision: provisions/s over HTTP ({CLIENTS} clients, {WORKERS} workers)",
+                value=PROVISIONS / prov_s,
+                unit="provisions/s",
+                baseline=PROVISIONS / health_s,
+                baseline_label=f"req/s {label}",
+            ),
+            Row(
+                figure="provision: p50 latency",
+                value=_p(prov, 50),
+                unit="ms",
+                baseline=_p(health, 50),
+                baseline_label=f"ms {label}",
+            ),
+            Row(
+                figure="provision: p95 latency",
+                value=_p(prov, 95),
+                unit="ms",
+                baseline=_p(health, 95),
+                baseline_label=f"ms {label}",
+            ),
+        ]
+        report(
+            f"bench/provision.py ({PROVISIONS} paid provisions against zero-latency doubles; "
+            f"all {numbers} numbers stored, every wallet equal to its ledger)",
+            rows,
+        )
+        return 0
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        vapi.stop()
+        twilio.stop()
+        _drop_bench_database(admin_url)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        PROVISIONS = int(sys.argv[1])
+    sys.exit(main())
