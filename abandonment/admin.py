@@ -39,7 +39,9 @@ class OptOutInline(_ReadOnly, admin.TabularInline):
     readonly_fields = fields
     extra = 0
     can_delete = False
-    verbose_name_plural = "abandonment emails opt-out (empty: still subscribed)"
+    # One row at most (one-to-one), so Django titles the panel with verbose_name.
+    verbose_name = "abandonment emails opt-out (empty: still subscribed)"
+    verbose_name_plural = verbose_name
 
 
 add_organization_inline(AbandonmentEmailInline)

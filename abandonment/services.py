@@ -13,32 +13,33 @@ both call it). It is safe to run at any time, twice, or several times at once:
   never go out twice (at-most-once). Email 3 settled this way still gets its credit: the clinic
   may have read "We added £10", and a promise kept twice is impossible (the ledger key) while a
   promise broken is not.
-- The £10 bonus follows email 3's sent record, in billing's own transaction, keyed by the org;
-  every run first completes credits owed by an earlier run that died in between.
+- The £10 bonus follows email 3's sent record, in billing's own transaction, keyed by the org.
+  Every run first completes the credits owed by an earlier run that died in between.
+- Queries do not grow per org: one candidate query per batch of orgs, one claim and one record
+  statement per chunk of emails; only the credits are one billing transaction each.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import smtplib
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core import signing
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection
-from django.template.loader import get_template
 from django.utils import timezone
 
+from abandonment.emails import Composer, InvalidUnsubscribeLink, read_unsubscribe_token
 from abandonment.models import AbandonmentEmail, EmailState, OptOut, Sequence
 from billing import services as billing
 from billing.models import EntryType
 from onboarding.models import EventName
-from voxanne.errors import ApiError
 from voxanne.models import Organization
 from voxanne.tenancy import system_context
 
@@ -50,24 +51,8 @@ THRESHOLDS: dict[int, timedelta] = {
     Sequence.PAIN_REMINDER: timedelta(hours=24),
     Sequence.SOFT_NUDGE: timedelta(hours=1),
 }
-TEMPLATES = {
-    Sequence.SOFT_NUDGE: "soft_nudge",
-    Sequence.PAIN_REMINDER: "pain_reminder",
-    Sequence.OBJECTION_KILLER: "objection_killer",
-}
-UNSUBSCRIBE_SALT = "abandonment.unsubscribe"
-
-
-def subject_for(sequence: int, clinic_name: str | None) -> str:
-    """The subject line of email `sequence` for a clinic (its name, or "your clinic")."""
-    if sequence == Sequence.SOFT_NUDGE:
-        return "Your AI receptionist is almost ready"
-    if sequence == Sequence.PAIN_REMINDER:
-        clinic = " ".join((clinic_name or "").split()) or "your clinic"
-        return f"How many calls did {clinic} miss today?"
-    if sequence == Sequence.OBJECTION_KILLER:
-        return "We added £10 to your account"
-    raise ValueError(f"no abandonment email {sequence}")
+# Below this many credits a pass pays them inline: starting threads would cost more.
+PARALLEL_CREDITS_FROM = 50
 
 
 def due_sequence(elapsed: timedelta) -> int | None:
@@ -84,31 +69,6 @@ def credit_key(org_id: uuid.UUID | str) -> str:
 
 
 # --- Unsubscribe -----------------------------------------------------------------------------
-
-
-class InvalidUnsubscribeLink(ApiError):
-    default_message = "This unsubscribe link is invalid or has expired."
-    code = "invalid_unsubscribe_link"
-
-
-def unsubscribe_token(*, org_id: uuid.UUID | str, email: str) -> str:
-    """A signed, timestamped token naming the org and the address it was sent to."""
-    return signing.dumps([str(org_id), email], salt=UNSUBSCRIBE_SALT)
-
-
-def unsubscribe_url(token: str) -> str:
-    return f"{settings.APP_BASE_URL.rstrip('/')}/api/abandonment/unsubscribe/{token}"
-
-
-def read_unsubscribe_token(token: str) -> tuple[str, str]:
-    """(org id, email) of a valid token. Raises InvalidUnsubscribeLink (bad, forged, expired)."""
-    max_age = timedelta(days=settings.ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS)
-    try:
-        org_id, email = signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=max_age)
-        uuid.UUID(org_id)
-    except (signing.BadSignature, ValueError, TypeError):
-        raise InvalidUnsubscribeLink() from None
-    return org_id, email
 
 
 def unsubscribe(*, token: str) -> OptOut:
@@ -162,7 +122,6 @@ class Candidate:
 class _Outgoing:
     candidate: Candidate
     sequence: int
-    subject: str
     message: EmailMultiAlternatives
     row_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
@@ -174,7 +133,7 @@ class EmailServiceDown(Exception):
 def run_abandonment(
     *, now: datetime | None = None, dry_run: bool = False, batch_size: int | None = None
 ) -> RunSummary:
-    """One pass of the job: send every abandoned org the email now due, then owed credits.
+    """One pass of the job: every abandoned org gets the email now due, email 3 its credit.
 
     `now` evaluates the thresholds as of that instant (claims and sent times stay wall-clock).
     With `dry_run` nothing is written or sent; `sent` counts what would be.
@@ -184,24 +143,24 @@ def run_abandonment(
     batch_size = batch_size or settings.ABANDONMENT_BATCH_SIZE
     summary = RunSummary(dry_run=dry_run)
     with system_context("abandonment"):
-        if not dry_run:
-            summary.unconfirmed = _settle_stale_claims()
-        sender = _Sender(summary)
+        if dry_run:
+            for batch in candidate_batches(now=now, batch_size=batch_size):
+                summary.candidates += len(batch)
+                for _candidate, sequence in _due(batch, now=now):
+                    summary.sent[str(sequence)] += 1
+            return summary
+        summary.unconfirmed = _settle_stale_claims()
+        creditor = _Creditor(summary, owed=_owed_credits())
+        sender = _Sender(summary, creditor)
         try:
             for batch in candidate_batches(now=now, batch_size=batch_size):
                 summary.candidates += len(batch)
-                outgoing = _due(batch, now=now)
-                if dry_run:
-                    for item in outgoing:
-                        summary.sent[str(item.sequence)] += 1
-                    continue
-                sender.send(outgoing)
+                sender.send(batch, now=now)
         except EmailServiceDown:
             logger.error("email service unavailable: stopping this run, the next one retries")
         finally:
             sender.close()
-        if not dry_run:
-            _complete_credits(summary)
+            creditor.finish()
     logger.info("abandonment run finished", extra={"summary": summary.as_dict()})
     return summary
 
@@ -233,7 +192,8 @@ def candidate_batches(*, now: datetime, batch_size: int) -> Iterator[list[Candid
     """Abandoned orgs, in batches of at most `batch_size`, one query per batch.
 
     Abandoned: a payment_viewed event (at or before `now`), no payment_success, onboarding not
-    completed, an owner with an email address, not unsubscribed.
+    completed, an owner with an email address, not unsubscribed. Each comes with its earliest
+    payment view and the highest email it already has (owners and sent emails by join).
     """
     after = uuid.UUID(int=0)
     while True:
@@ -269,66 +229,16 @@ def candidate_batches(*, now: datetime, batch_size: int) -> Iterator[list[Candid
             return
 
 
-def _due(batch: list[Candidate], *, now: datetime) -> list[_Outgoing]:
+def _due(batch: list[Candidate], *, now: datetime) -> Iterator[tuple[Candidate, int]]:
     """The email due for each org: the highest passed threshold, if above what it already got.
 
     Never a lower one after a higher one (no back-fill): an org first seen at 49 hours gets
-    email 3 only.
+    email 3 only, and one that got email 3 gets nothing more.
     """
-    composer = _Composer()
-    outgoing = []
     for candidate in batch:
         sequence = due_sequence(now - candidate.first_viewed_at)
-        if sequence is None or sequence <= candidate.last_sequence:
-            continue
-        subject = subject_for(sequence, candidate.clinic_name)
-        outgoing.append(
-            _Outgoing(
-                candidate=candidate,
-                sequence=sequence,
-                subject=subject,
-                message=composer.compose(candidate, sequence, subject),
-            )
-        )
-    return outgoing
-
-
-class _Composer:
-    """Builds the messages: templates loaded once per pass, one signed link per org."""
-
-    def __init__(self) -> None:
-        base = settings.APP_BASE_URL.rstrip("/")
-        self.wizard_url = f"{base}/onboarding"
-        self.domain = urlsplit(base).hostname or "voxanne.local"
-        self.from_email = settings.DEFAULT_FROM_EMAIL
-        self.templates = {
-            (sequence, kind): get_template(f"emails/abandonment/{name}.{kind}")
-            for sequence, name in TEMPLATES.items()
-            for kind in ("txt", "html")
-        }
-
-    def compose(self, candidate: Candidate, sequence: int, subject: str) -> EmailMultiAlternatives:
-        link = unsubscribe_url(unsubscribe_token(org_id=candidate.org_id, email=candidate.email))
-        context = {
-            "clinic": " ".join((candidate.clinic_name or "").split()) or "your clinic",
-            "wizard_url": self.wizard_url,
-            "unsubscribe_url": link,
-            "credit": "£10",
-        }
-        message = EmailMultiAlternatives(
-            subject=subject,
-            body=self.templates[sequence, "txt"].render(context),
-            from_email=self.from_email,
-            to=[candidate.email],
-            headers={
-                "List-Unsubscribe": f"<{link}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                # The same id for the same email, so a receiver can tell a duplicate.
-                "Message-ID": f"<abandonment-{sequence}-{candidate.org_id}@{self.domain}>",
-            },
-        )
-        message.attach_alternative(self.templates[sequence, "html"].render(context), "text/html")
-        return message
+        if sequence is not None and sequence > candidate.last_sequence:
+            yield candidate, sequence
 
 
 _CLAIM_SQL = """
@@ -358,8 +268,10 @@ class _Sender:
         TimeoutError,
     )
 
-    def __init__(self, summary: RunSummary) -> None:
+    def __init__(self, summary: RunSummary, creditor: _Creditor) -> None:
         self.summary = summary
+        self.creditor = creditor
+        self.composer = Composer()
         self.connection = None
         self.chunk_size = settings.ABANDONMENT_SEND_CHUNK
         self.consecutive_service_errors = 0
@@ -382,9 +294,23 @@ class _Sender:
                 logger.warning("closing the email connection failed", exc_info=True)
             self.connection = None
 
-    def send(self, outgoing: list[_Outgoing]) -> None:
-        for start in range(0, len(outgoing), self.chunk_size):
-            self._send_chunk(outgoing[start : start + self.chunk_size])
+    def send(self, batch: list[Candidate], *, now: datetime) -> None:
+        due = list(_due(batch, now=now))
+        for start in range(0, len(due), self.chunk_size):
+            chunk = [
+                _Outgoing(
+                    candidate=candidate,
+                    sequence=sequence,
+                    message=self.composer.compose(
+                        org_id=candidate.org_id,
+                        clinic_name=candidate.clinic_name,
+                        email=candidate.email,
+                        sequence=sequence,
+                    ),
+                )
+                for candidate, sequence in due[start : start + self.chunk_size]
+            ]
+            self._send_chunk(chunk)
 
     def _send_chunk(self, chunk: list[_Outgoing]) -> None:
         mail = self._connection()  # before claiming: a down service claims nothing
@@ -427,6 +353,13 @@ class _Sender:
         for item in sent:
             self.summary.sent[str(item.sequence)] += 1
         self.summary.failed += len(failed)
+        self.creditor.pay(
+            [
+                (item.row_id, item.candidate.org_id)
+                for item in sent
+                if item.sequence == Sequence.OBJECTION_KILLER
+            ]
+        )
         if down is not None:
             raise down
 
@@ -445,7 +378,7 @@ def _claim(chunk: list[_Outgoing], *, token: uuid.UUID) -> set[uuid.UUID]:
                 "orgs": [item.candidate.org_id for item in chunk],
                 "sequences": [item.sequence for item in chunk],
                 "recipients": [item.candidate.email for item in chunk],
-                "subjects": [item.subject for item in chunk],
+                "subjects": [item.message.subject for item in chunk],
             },
         )
         return {row[0] for row in cursor.fetchall()}
@@ -491,41 +424,95 @@ def _settle_stale_claims() -> int:
     return len(settled)
 
 
-def _complete_credits(summary: RunSummary) -> None:
-    """Give the £10 bonus for every email 3 handed over whose credit is not recorded yet."""
-    after = uuid.UUID(int=0)
-    batch_size = settings.ABANDONMENT_BATCH_SIZE
-    while True:
-        owed = list(
-            AbandonmentEmail.objects.filter(
-                sequence=Sequence.OBJECTION_KILLER, credit_applied=False, org_id__gt=after
-            )
-            .exclude(state=EmailState.SENDING)
-            .order_by("org_id")
-            .values_list("id", "org_id")[:batch_size]
-        )
-        if not owed:
+def _owed_credits() -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(row id, org id) of every email 3 handed over whose credit is not recorded yet."""
+    return list(
+        AbandonmentEmail.objects.filter(sequence=Sequence.OBJECTION_KILLER, credit_applied=False)
+        .exclude(state=EmailState.SENDING)
+        .order_by("org_id")
+        .values_list("id", "org_id")
+    )
+
+
+class _Creditor:
+    """Pays the £10 of each email 3 as soon as it is recorded sent, then records that.
+
+    Each credit is billing's own transaction on its own wallet, idempotent by the org's key.
+    Once a pass has PARALLEL_CREDITS_FROM of them, they are paid on ABANDONMENT_CREDIT_THREADS
+    threads with their own connections while the sending goes on; fewer are paid inline at
+    the end, and so is every credit of a pass run inside a caller's transaction (which other
+    connections cannot see into).
+    """
+
+    def __init__(self, summary: RunSummary, *, owed: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        self.summary = summary
+        self.paid: list[uuid.UUID] = []
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.pending: list[tuple[uuid.UUID, uuid.UUID]] = []
+        self.inline = connection.in_atomic_block or settings.ABANDONMENT_CREDIT_THREADS <= 1
+        self.pay(owed)
+
+    def pay(self, rows: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """Pay these credits now (inline), or soon (threads) once there are enough of them."""
+        if self.inline:
+            for row in rows:
+                self._pay_one(row)
             return
-        after = owed[-1][1]
-        credited = []
-        for row_id, org_id in owed:
-            try:
-                billing.credit(
-                    org=org_id,
-                    amount_pence=CREDIT_PENCE,
-                    type=EntryType.BONUS,
-                    idempotency_key=credit_key(org_id),
-                    description="Abandonment email 3: £10 added to your account",
-                )
-            except Exception:  # noqa: BLE001 - one org's failure must not stop the others
-                summary.failed += 1
-                logger.exception("abandonment credit for org %s failed; next run retries", org_id)
-            else:
-                credited.append(row_id)
-        if credited:
-            AbandonmentEmail.objects.filter(id__in=credited).update(
-                credit_applied=True, updated_at=timezone.now()
+        if not self.threads:
+            self.pending.extend(rows)
+            if len(self.pending) < PARALLEL_CREDITS_FROM:
+                return  # paid at finish(), inline, if no more come
+            rows, self.pending = self.pending, []
+            self.threads = [
+                threading.Thread(target=self._work, name=f"abandonment-credit-{i}", daemon=True)
+                for i in range(settings.ABANDONMENT_CREDIT_THREADS)
+            ]
+            for thread in self.threads:
+                thread.start()
+        for row in rows:
+            self.queue.put(row)
+
+    def _work(self) -> None:
+        try:
+            with system_context("abandonment"):
+                while (row := self.queue.get()) is not None:
+                    self._pay_one(row)
+        finally:
+            connection.close()
+
+    def _pay_one(self, row: tuple[uuid.UUID, uuid.UUID]) -> None:
+        row_id, org_id = row
+        try:
+            billing.credit(
+                org=org_id,
+                amount_pence=CREDIT_PENCE,
+                type=EntryType.BONUS,
+                idempotency_key=credit_key(org_id),
+                description="Abandonment email 3: £10 added to your account",
             )
-            summary.credited += len(credited)
-        if len(owed) < batch_size:
-            return
+        except Exception:  # noqa: BLE001 - one org's failure must not stop the others
+            logger.exception("abandonment credit for org %s failed; the next run retries", org_id)
+            with self.lock:
+                self.failed += 1
+        else:
+            with self.lock:
+                self.paid.append(row_id)
+
+    def finish(self) -> None:
+        """Wait for the credits in flight and record them (one statement per 1,000)."""
+        for row in self.pending:
+            self._pay_one(row)
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
+        at = timezone.now()
+        for start in range(0, len(self.paid), 1000):
+            AbandonmentEmail.objects.filter(id__in=self.paid[start : start + 1000]).update(
+                credit_applied=True, updated_at=at
+            )
+        self.summary.credited += len(self.paid)
+        self.summary.failed += self.failed

@@ -1,0 +1,93 @@
+"""The public one-click unsubscribe endpoint (RFC 8058): signed links, no login."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.core import signing
+from django.utils import timezone
+
+from abandonment.emails import unsubscribe_token
+from abandonment.models import AbandonmentEmail, OptOut
+from abandonment.services import run_abandonment
+from tests.factories import make_abandoned_org, owner_of
+
+pytestmark = pytest.mark.django_db
+
+
+def link_path(email) -> str:
+    url = email.extra_headers["List-Unsubscribe"].strip("<>")
+    return url[url.index("/api/") :]
+
+
+def test_one_click_post_from_the_emails_header_records_the_opt_out_and_stops_the_emails(
+    api, mailoutbox
+):
+    org = make_abandoned_org(hours_ago=2)
+    run_abandonment()
+    path = link_path(mailoutbox[0])
+
+    response = api.post(
+        path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+    assert response.json() == {"email": owner_of(org).email, "unsubscribed": True}
+    assert OptOut.objects.filter(org=org).count() == 1
+    # Idempotent: a second click changes nothing.
+    assert api.post(path).status_code == 200
+    assert OptOut.objects.filter(org=org).count() == 1
+
+    summary = run_abandonment(now=None)
+    assert summary.candidates == 0
+    assert run_abandonment(now=timezone.now() + timedelta(hours=60)).sent["3"] == 0
+    assert list(AbandonmentEmail.objects.values_list("sequence", flat=True)) == [1]
+
+
+def test_get_only_shows_a_confirmation_page_and_unsubscribes_nobody(api):
+    org = make_abandoned_org()
+    token = unsubscribe_token(org_id=org.id, email=owner_of(org).email)
+    response = api.get(f"/api/abandonment/unsubscribe/{token}", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    page = response.content.decode()
+    assert owner_of(org).email in page and '<form method="post"' in page
+    assert not OptOut.objects.exists()
+
+    posted = api.post(f"/api/abandonment/unsubscribe/{token}", HTTP_ACCEPT="text/html")
+    assert posted.status_code == 200 and "You are unsubscribed" in posted.content.decode()
+    assert OptOut.objects.filter(org=org).exists()
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-token",
+        "WyJ4Il0:1xW0ko:forgedsignatureforgedsignatureforgedsig",
+        "%20OR%201=1",
+    ],
+)
+def test_a_bad_token_is_a_400_with_an_error_sentence(api, method, token):
+    response = getattr(api, method)(f"/api/abandonment/unsubscribe/{token}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "This unsubscribe link is invalid or has expired."
+    assert not OptOut.objects.exists()
+
+
+def test_an_expired_or_other_purpose_token_is_refused(api, settings):
+    org = make_abandoned_org()
+    email = owner_of(org).email
+    settings.ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS = 30
+    with mock.patch("time.time", return_value=time.time() - 31 * 86400):
+        old = unsubscribe_token(org_id=org.id, email=email)
+    other_salt = signing.dumps([str(org.id), email], salt="something-else")
+    for token in (old, other_salt):
+        response = api.post(f"/api/abandonment/unsubscribe/{token}")
+        assert response.status_code == 400
+        assert "error" in response.json()
+    assert not OptOut.objects.exists()
+    fresh = unsubscribe_token(org_id=org.id, email=email)
+    assert api.post(f"/api/abandonment/unsubscribe/{fresh}").status_code == 200
