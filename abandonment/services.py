@@ -21,6 +21,7 @@ both call it). It is safe to run at any time, twice, or several times at once:
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import smtplib
@@ -241,20 +242,26 @@ def _due(batch: list[Candidate], *, now: datetime) -> Iterator[tuple[Candidate, 
             yield candidate, sequence
 
 
+# Rows arrive as one JSON document: far cheaper to adapt than five parameter arrays.
 _CLAIM_SQL = """
 INSERT INTO abandonment_email
     (id, org_id, sequence, state, recipient, subject, claim_token, claimed_at, credit_applied,
      created_at, updated_at)
 SELECT c.id, c.org_id, c.sequence, 'sending', c.recipient, c.subject, %(token)s, %(at)s, false,
     %(at)s, %(at)s
-FROM unnest(%(ids)s::uuid[], %(orgs)s::uuid[], %(sequences)s::smallint[], %(recipients)s::text[],
-            %(subjects)s::text[]) AS c(id, org_id, sequence, recipient, subject)
+FROM jsonb_to_recordset(%(rows)s::jsonb)
+    AS c(id uuid, org_id uuid, sequence smallint, recipient text, subject text)
 WHERE NOT EXISTS (
     SELECT 1 FROM abandonment_email s WHERE s.org_id = c.org_id AND s.sequence >= c.sequence
 )
 ON CONFLICT (org_id, sequence) DO NOTHING
 RETURNING id
 """
+
+
+def _uuid_array(ids: list[uuid.UUID]) -> str:
+    """A Postgres uuid[] literal (a UUID's text needs no quoting)."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 class _Sender:
@@ -369,18 +376,17 @@ def _claim(chunk: list[_Outgoing], *, token: uuid.UUID) -> set[uuid.UUID]:
     if not chunk:
         return set()
     with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM_SQL,
+        rows = [
             {
-                "token": token,
-                "at": timezone.now(),
-                "ids": [item.row_id for item in chunk],
-                "orgs": [item.candidate.org_id for item in chunk],
-                "sequences": [item.sequence for item in chunk],
-                "recipients": [item.candidate.email for item in chunk],
-                "subjects": [item.message.subject for item in chunk],
-            },
-        )
+                "id": str(item.row_id),
+                "org_id": str(item.candidate.org_id),
+                "sequence": item.sequence,
+                "recipient": item.candidate.email,
+                "subject": item.message.subject,
+            }
+            for item in chunk
+        ]
+        cursor.execute(_CLAIM_SQL, {"token": token, "at": timezone.now(), "rows": json.dumps(rows)})
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -391,14 +397,14 @@ def _record(*, sent: list[_Outgoing], released: list[_Outgoing], token: uuid.UUI
         if sent:
             cursor.execute(
                 "UPDATE abandonment_email SET state = 'sent', sent_at = %s, updated_at = %s "
-                "WHERE id = ANY(%s) AND claim_token = %s AND state = 'sending'",
-                [at, at, [item.row_id for item in sent], token],
+                "WHERE id = ANY(%s::uuid[]) AND claim_token = %s AND state = 'sending'",
+                [at, at, _uuid_array([item.row_id for item in sent]), token],
             )
         if released:
             cursor.execute(
                 "DELETE FROM abandonment_email "
-                "WHERE id = ANY(%s) AND claim_token = %s AND state = 'sending'",
-                [[item.row_id for item in released], token],
+                "WHERE id = ANY(%s::uuid[]) AND claim_token = %s AND state = 'sending'",
+                [_uuid_array([item.row_id for item in released]), token],
             )
 
 

@@ -91,3 +91,31 @@ def subprocess_env(*, email_url: str, **extra: str) -> dict[str, str]:
     )
     env.pop("TEST_DATABASE_NAME", None)
     return env
+
+
+def bulk_abandoned_orgs(count: int, hours_ago: float) -> list:
+    """Many abandoned orgs at once (signing up each one would make this test slow)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from voxanne.models import Organization, User
+
+    orgs = Organization.objects.bulk_create(
+        [Organization(clinic_name=f"Bulk {i}") for i in range(count)]
+    )
+    users = User.objects.bulk_create(
+        [User(email=f"bulk-{org.id}@clinic.test", organization=org) for org in orgs]
+    )
+    for org, user in zip(orgs, users, strict=True):
+        org.owner = user
+    Organization.objects.bulk_update(orgs, ["owner"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO onboarding_onboardingevent "
+            "(id, org_id, event_name, step_index, metadata, session_id, created_at) "
+            "SELECT gen_random_uuid(), o, 'payment_viewed', 3, '{}', '', %s FROM unnest(%s::uuid[]) o",
+            [timezone.now() - timedelta(hours=hours_ago), [org.id for org in orgs]],
+        )
+    return orgs

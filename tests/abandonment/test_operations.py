@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from abandonment.models import AbandonmentEmail, OptOut
 from abandonment.services import run_abandonment
+from tests.abandonment.conftest import bulk_abandoned_orgs
 from tests.factories import make_abandoned_org, make_org, make_support_user, owner_of
 
 pytestmark = pytest.mark.django_db
@@ -92,35 +92,13 @@ def test_admin_shows_the_clinics_emails_and_opt_out_read_only(client, mailoutbox
     assert "Abandonment emails" in beat.content.decode()
 
 
-def _bulk_abandoned_orgs(count: int, hours_ago: float) -> None:
-    """Many abandoned orgs at once (signing up each one would make this test slow)."""
-    from voxanne.models import Organization, User
-
-    orgs = Organization.objects.bulk_create(
-        [Organization(clinic_name=f"Bulk {i}") for i in range(count)]
-    )
-    users = User.objects.bulk_create(
-        [User(email=f"bulk-{org.id}@clinic.test", organization=org) for org in orgs]
-    )
-    for org, user in zip(orgs, users, strict=True):
-        org.owner = user
-    Organization.objects.bulk_update(orgs, ["owner"])
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO onboarding_onboardingevent "
-            "(id, org_id, event_name, step_index, metadata, session_id, created_at) "
-            "SELECT gen_random_uuid(), o, 'payment_viewed', 3, '{}', '', %s FROM unnest(%s::uuid[]) o",
-            [timezone.now() - timedelta(hours=hours_ago), [org.id for org in orgs]],
-        )
-
-
 @pytest.mark.parametrize("orgs", [50, 500])
 def test_queries_per_run_do_not_grow_with_the_number_of_orgs(
     orgs, settings, mailoutbox, django_assert_max_num_queries
 ):
     settings.ABANDONMENT_SEND_CHUNK = 500
     make_org("Not abandoned")
-    _bulk_abandoned_orgs(orgs, hours_ago=30)
+    bulk_abandoned_orgs(orgs, hours_ago=30)
     with django_assert_max_num_queries(12):
         summary = run_abandonment()
     assert summary.sent["2"] == orgs
@@ -130,7 +108,7 @@ def test_queries_per_run_do_not_grow_with_the_number_of_orgs(
 def test_queries_grow_only_with_batches(settings, mailoutbox, django_assert_max_num_queries):
     settings.ABANDONMENT_BATCH_SIZE = 100
     settings.ABANDONMENT_SEND_CHUNK = 50
-    _bulk_abandoned_orgs(300, hours_ago=2)
+    bulk_abandoned_orgs(300, hours_ago=2)
     # Per batch of 100: one candidate query, and a claim plus a record per chunk of 50.
     with django_assert_max_num_queries(3 * (1 + 2 * 2) + 6):
         assert run_abandonment().sent["1"] == 300

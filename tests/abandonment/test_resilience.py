@@ -17,7 +17,7 @@ from django.db import connection
 from abandonment.models import AbandonmentEmail, EmailState
 from abandonment.services import run_abandonment
 from billing.models import EntryType, LedgerEntry, Wallet
-from tests.abandonment.conftest import subprocess_env
+from tests.abandonment.conftest import bulk_abandoned_orgs, subprocess_env
 from tests.factories import make_abandoned_org, owner_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,3 +203,31 @@ def test_a_real_celery_worker_runs_the_task_end_to_end(celery_worker, smtp_setti
     assert "succeeded" in wait_for(
         lambda: "succeeded" in log_path.read_text() and log_path.read_text(), what="task log"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_of_credits_is_paid_on_threads_exactly_once(settings, mailoutbox):
+    from django.db.backends.signals import connection_created
+
+    settings.ABANDONMENT_SEND_CHUNK = 60
+    orgs = bulk_abandoned_orgs(150, hours_ago=50)
+    connected = set()
+
+    def note(sender, connection, **kwargs):
+        connected.add(threading.current_thread().name)
+
+    connection_created.connect(note)
+    try:
+        summary = run_abandonment()
+    finally:
+        connection_created.disconnect(note)
+    assert summary.sent["3"] == 150
+    assert summary.credited == 150
+    assert {name for name in connected if name.startswith("abandonment-credit")}
+    balances = Wallet.objects.filter(org__in=orgs).values_list("balance_pence", flat=True)
+    assert sorted(set(balances)) == [1000] and len(balances) == 150
+    assert LedgerEntry.objects.filter(type=EntryType.BONUS).count() == 150
+    assert not AbandonmentEmail.objects.filter(credit_applied=False).exists()
+
+    assert run_abandonment().credited == 0
+    assert LedgerEntry.objects.filter(type=EntryType.BONUS).count() == 150
