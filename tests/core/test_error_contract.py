@@ -44,6 +44,12 @@ def test_malformed_json_is_400(api):
     assert_error_body(response, 400)
 
 
+def test_absurdly_nested_json_is_400_not_a_crash(api):
+    body = "[" * 20_000 + "]" * 20_000
+    response = api.generic("POST", "/api/auth/signup", body, content_type="application/json")
+    assert_error_body(response, 400)
+
+
 def test_wrong_content_type_is_415(api):
     response = api.generic(
         "POST", "/api/auth/signup", "email=a", content_type="application/x-www-form-urlencoded"
