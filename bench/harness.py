@@ -1,0 +1,127 @@
+"""What every benchmark needs: a database of its own, Django set up on it, a gunicorn.
+
+with bench_database("voxanne_bench_x") as admin_url:   # DATABASE_URL now points at it
+    django_setup()                                    # migrate, fast password hashing
+    ...
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def bench_database(name: str) -> Iterator[str]:
+    """Create database `name` next to DATABASE_URL's, point DATABASE_URL at it, drop it after.
+
+    Yields the original (admin) URL.
+    """
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("DATABASE_URL is not set: run `make bench`.")
+    parts = urlsplit(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    os.environ["DATABASE_URL"] = urlunsplit(
+        (parts.scheme, parts.netloc, f"/{name}", parts.query, "")
+    )
+    try:
+        yield url
+    finally:
+        if "django" in sys.modules:
+            from django.db import connections
+
+            connections.close_all()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        os.environ["DATABASE_URL"] = url
+
+
+def django_setup(*, migrate: bool = True) -> None:
+    """Set Django up on the bench database; set-up logins use a fast password hasher."""
+    import logging
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voxanne.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if migrate:
+        call_command("migrate", verbosity=0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], *, workers: int) -> Iterator[str]:
+    """A gunicorn serving the app with `env`; yields its base URL, stops it after."""
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "voxanne.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--backlog",
+            "2048",
+        ],
+        cwd=ROOT,
+        env={"LOG_LEVEL": "WARNING", "DJANGO_DEBUG": "0", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                sys.exit("gunicorn did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def percentile(samples: list[float], q: int) -> float:
+    """The q-th percentile of `samples` in milliseconds (samples in seconds)."""
+    import statistics
+
+    if len(samples) < 2:
+        return samples[0] * 1000 if samples else 0.0
+    return statistics.quantiles(samples, n=100)[q - 1] * 1000

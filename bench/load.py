@@ -1,0 +1,320 @@
+"""Load: CLINICS clinics at once through the whole wizard against gunicorn, then the money checks.
+
+    python bench/load.py [CLINICS]      (`make bench` runs it; default 200)
+
+Each clinic, concurrently (asyncio + httpx): signs up, sends the wizard's events, is topped up
+(support's credit service: clinics have no top-up endpoint), provisions its number (Twilio and
+Vapi doubles fail 5% of purchase and import calls at random; a failed clinic clicks again, up to
+three times), reports payment_success, completes onboarding, reads status and wallet. Gunicorn
+runs WORKERS sync workers on a database of its own.
+
+Then the invariants, which make the script exit non-zero when broken:
+- `reconcile_wallets` is clean, and no provisioning attempt is left unfinished;
+- every clinic's balance == its top-ups - 1000 x numbers it owns (+ bonuses);
+- the Twilio double holds exactly one number per clinic that has one (none for the others), and
+  Vapi imported exactly those.
+Prints requests/s and p50/p95/p99 latency per endpoint, next to /healthz under the same load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import bench_database, django_setup, gunicorn, percentile  # noqa: E402
+
+CLINICS = 200
+WORKERS = 4
+TOPUP_PENCE = 2500
+FAILURE_RATE = 0.05
+PROVISION_TRIES = 3
+WIZARD_EVENTS = [
+    ("started", 0),
+    ("clinic_named", 1),
+    ("specialty_chosen", 2),
+    ("payment_viewed", 3),
+]
+
+
+def flaky_doubles():
+    """Twilio and Vapi doubles whose buy and import calls fail at random, FAILURE_RATE each."""
+    from tests.doubles import TwilioDouble, VapiDouble
+    from tests.doubles.server import Reply
+    from tests.doubles.twilio import SERVER_ERROR
+
+    chance = random.Random(7)
+    vapi_down = Reply(502, {"message": "Bad gateway", "statusCode": 502})
+
+    class FlakyTwilio(TwilioDouble):
+        def _switches(self, step):
+            if step == "buy" and chance.random() < FAILURE_RATE:
+                with self.lock:
+                    self.calls[step] += 1
+                return SERVER_ERROR
+            return super()._switches(step)
+
+    class FlakyVapi(VapiDouble):
+        def _switches(self, step):
+            if step == "import" and chance.random() < FAILURE_RATE:
+                with self.lock:
+                    self.calls[step] += 1
+                return vapi_down
+            return super()._switches(step)
+
+    twilio = FlakyTwilio().start()
+    return twilio, FlakyVapi(twilio=twilio).start()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.statuses: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+
+    async def call(self, http, label: str, method: str, path: str, **kwargs):
+        began = time.perf_counter()
+        response = await http.request(method, path, **kwargs)
+        self.latencies[label].append(time.perf_counter() - began)
+        self.statuses[label][response.status_code] += 1
+        if response.status_code >= 500 and label != "POST /api/onboarding/provision-number":
+            raise RuntimeError(f"{label} answered {response.status_code}: {response.text[:200]}")
+        return response
+
+
+async def clinic_journey(http, rec: Recorder, i: int, top_up) -> dict:
+    signup = await rec.call(
+        http,
+        "POST /api/auth/signup",
+        "POST",
+        "/api/auth/signup",
+        json={
+            "email": f"load{i}@clinic.test",
+            "password": "load-test-password-1234",
+            "clinic_name": f"Load Clinic {i}",
+        },
+    )
+    assert signup.status_code == 201, signup.text
+    body = signup.json()
+    headers = {"Authorization": f"Bearer {body['access']}"}
+    for name, step in WIZARD_EVENTS:
+        await rec.call(
+            http,
+            "POST /api/onboarding/event",
+            "POST",
+            "/api/onboarding/event",
+            json={"event_name": name, "step_index": step, "session_id": f"s{i}"},
+            headers=headers,
+        )
+    await asyncio.to_thread(top_up, body["org_id"])
+    number = None
+    for attempt in range(PROVISION_TRIES):
+        answer = await rec.call(
+            http,
+            "POST /api/onboarding/provision-number",
+            "POST",
+            "/api/onboarding/provision-number",
+            json={},
+            headers={**headers, "Idempotency-Key": f"load-{i}-{attempt}"},
+        )
+        assert "error" in answer.json() or answer.status_code == 200, answer.text
+        if answer.status_code == 200:
+            number = answer.json()["phoneNumber"]
+            break
+    if number:
+        await rec.call(
+            http,
+            "POST /api/onboarding/event",
+            "POST",
+            "/api/onboarding/event",
+            json={"event_name": "payment_success", "step_index": 3},
+            headers=headers,
+        )
+    complete = await rec.call(
+        http,
+        "POST /api/onboarding/complete",
+        "POST",
+        "/api/onboarding/complete",
+        json={"clinic_name": f"Load Clinic {i}", "specialty": "dental"},
+        headers=headers,
+    )
+    assert complete.status_code == 200, complete.text
+    status = await rec.call(
+        http, "GET /api/onboarding/status", "GET", "/api/onboarding/status", headers=headers
+    )
+    assert status.json()["needs_onboarding"] is False
+    await rec.call(http, "GET /api/billing/wallet", "GET", "/api/billing/wallet", headers=headers)
+    return {"org_id": body["org_id"], "number": number}
+
+
+async def drive(base: str, top_up) -> tuple[Recorder, list[dict], float, Recorder, float]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=CLINICS, max_keepalive_connections=CLINICS)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
+        health = Recorder()
+        await asyncio.gather(
+            *(health.call(http, "GET /healthz", "GET", "/healthz") for _ in range(50))
+        )
+        health = Recorder()  # the warm-up above is not measured
+        began = time.perf_counter()
+        await asyncio.gather(
+            *(health.call(http, "GET /healthz", "GET", "/healthz") for _ in range(CLINICS * 10))
+        )
+        health_s = time.perf_counter() - began
+        rec = Recorder()
+        began = time.perf_counter()
+        results = await asyncio.gather(
+            *(clinic_journey(http, rec, i, top_up) for i in range(CLINICS))
+        )
+        elapsed = time.perf_counter() - began
+    return rec, list(results), elapsed, health, health_s
+
+
+def check_invariants(results: list[dict], twilio, vapi) -> list[str]:
+    """Every broken promise, as a sentence (empty when all hold)."""
+    import io
+
+    from django.core.management import call_command
+    from django.db.models import Sum
+
+    from billing.models import EntryType, LedgerEntry, Wallet
+    from onboarding.models import (
+        AttemptState,
+        ManagedPhoneNumber,
+        ProvisioningAttempt,
+        TwilioSubaccount,
+    )
+    from onboarding.provisioning import reconcile_stuck_attempts
+    from voxanne.tenancy import system_context
+
+    problems = []
+    with system_context("bench load check"):
+        reconcile_stuck_attempts()
+        out = io.StringIO()
+        try:
+            call_command("reconcile_wallets", stdout=out, stderr=out)
+        except SystemExit as exit_:
+            if exit_.code:
+                problems.append(f"reconcile_wallets failed: {out.getvalue()[-500:]}")
+        unfinished = ProvisioningAttempt.objects.exclude(
+            state__in=[AttemptState.SUCCEEDED, AttemptState.FAILED]
+        ).count()
+        if unfinished:
+            problems.append(f"{unfinished} provisioning attempts left unfinished")
+        balances = {str(o): b for o, b in Wallet.objects.values_list("org_id", "balance_pence")}
+        credits = {
+            str(o): total
+            for o, total in LedgerEntry.objects.filter(type__in=[EntryType.TOPUP, EntryType.BONUS])
+            .values("org_id")
+            .annotate(s=Sum("amount_pence"))
+            .values_list("org_id", "s")
+        }
+        owned = defaultdict(list)
+        for org_id, sid, subaccount, vapi_id in ManagedPhoneNumber.objects.filter(
+            status=ManagedPhoneNumber.Status.ACTIVE
+        ).values_list("org_id", "twilio_number_sid", "subaccount_sid", "vapi_phone_id"):
+            owned[str(org_id)].append((sid, subaccount, vapi_id))
+        subaccounts = {
+            str(o): sid for o, sid in TwilioSubaccount.objects.values_list("org_id", "account_sid")
+        }
+    imported = vapi.imported_numbers()
+    for result in results:
+        org = result["org_id"]
+        numbers = owned.get(org, [])
+        expected = credits.get(org, 0) - 1000 * len(numbers)
+        if balances.get(org) != expected:
+            problems.append(f"clinic {org}: balance {balances.get(org)} != {expected}")
+        if len(numbers) != (1 if result["number"] else 0):
+            problems.append(f"clinic {org}: owns {len(numbers)} numbers, answer {result['number']}")
+        at_twilio = twilio.owned_numbers(subaccounts[org]) if org in subaccounts else []
+        if len(at_twilio) != len(numbers):
+            problems.append(f"clinic {org}: Twilio holds {len(at_twilio)}, we store {len(numbers)}")
+    if len(imported) != sum(len(v) for v in owned.values()):
+        problems.append(
+            f"Vapi holds {len(imported)} imports, we store {sum(map(len, owned.values()))}"
+        )
+    return problems
+
+
+def main() -> int:
+    from bench.table import Row, report
+
+    with bench_database("voxanne_bench_load"):
+        django_setup()
+        from billing.models import EntryType
+        from billing.services import credit
+        from voxanne.tenancy import system_context
+
+        def top_up(org_id: str) -> None:
+            with system_context("bench top-up"):
+                credit(
+                    org=org_id,
+                    amount_pence=TOPUP_PENCE,
+                    type=EntryType.TOPUP,
+                    idempotency_key="load-topup",
+                )
+
+        twilio, vapi = flaky_doubles()
+        try:
+            env = {
+                **os.environ,
+                **twilio.env(),
+                **vapi.env(),
+                "AUTH_THROTTLE_RATE": "100000/second",
+            }
+            with gunicorn(env, workers=WORKERS) as base:
+                rec, results, elapsed, health, health_s = asyncio.run(drive(base, top_up))
+            problems = check_invariants(results, twilio, vapi)
+        finally:
+            vapi.stop()
+            twilio.stop()
+
+    requests = sum(len(v) for v in rec.latencies.values())
+    numbers = sum(1 for r in results if r["number"])
+    baseline = health.latencies["GET /healthz"]
+    label = f"ms /healthz, {CLINICS} concurrent"
+    rows = [
+        Row(
+            figure=f"load: requests/s, {CLINICS} clinics through the wizard ({WORKERS} workers)",
+            value=requests / elapsed,
+            unit="req/s",
+            baseline=len(baseline) / health_s,
+            baseline_label=f"req/s /healthz, {CLINICS} concurrent",
+        )
+    ]
+    for endpoint in sorted(rec.latencies):
+        samples = rec.latencies[endpoint]
+        for q in (50, 95, 99):
+            rows.append(
+                Row(
+                    figure=f"load: {endpoint} p{q} (n={len(samples)})",
+                    value=percentile(samples, q),
+                    unit="ms",
+                    baseline=percentile(baseline, q),
+                    baseline_label=label,
+                )
+            )
+    statuses = {k: dict(v) for k, v in rec.statuses.items()}
+    report(
+        f"bench/load.py ({CLINICS} clinics, {numbers} numbers bought, "
+        f"{CLINICS - numbers} gave up after {PROVISION_TRIES} failed tries; "
+        f"invariants {'hold' if not problems else 'BROKEN'})",
+        rows,
+    )
+    print(f"statuses per endpoint: {statuses}")
+    for problem in problems[:20]:
+        print(f"INVARIANT BROKEN: {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        CLINICS = int(sys.argv[1])
+    sys.exit(main())
