@@ -49,6 +49,7 @@ from onboarding.telephony import (
     NoNumbersAvailable,
     NotConfigured,
     NumberNoLongerAvailable,
+    OutcomeUnknown,
     ProviderUnavailable,
     RegulatoryRequirement,
     TelephonyError,
@@ -264,7 +265,7 @@ def _begin(
                 idempotency_key=key,
                 request_fingerprint=fingerprint,
                 area_code=area_code or "",
-                hold=getattr(hold, "entry", hold),
+                hold=hold,
                 lease_token=token,
                 lease_expires_at=_lease_until(),
             )
@@ -298,7 +299,10 @@ def _drive(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
         raise ProvisioningInProgress() from None
     except TelephonyError as exc:
         error = _api_error_for(exc)
-        _compensate(attempt, token, error=error, detail=exc.detail)
+        # Without an answer the provider may still finish the step: refund now, and leave the
+        # attempt for the reconciler to look for (and undo) what completes late.
+        recheck = isinstance(exc, OutcomeUnknown)
+        _compensate(attempt, token, error=error, detail=exc.detail, recheck_later=recheck)
         raise error from None
     except Exception as exc:
         logger.exception("provisioning attempt %s failed unexpectedly", attempt.pk)
@@ -461,13 +465,19 @@ def _undo_provider_side(attempt: ProvisioningAttempt) -> bool:
 
 
 def _compensate(
-    attempt: ProvisioningAttempt, token: uuid.UUID, *, error: ApiError, detail: str
+    attempt: ProvisioningAttempt,
+    token: uuid.UUID,
+    *,
+    error: ApiError,
+    detail: str,
+    recheck_later: bool = False,
 ) -> None:
     """Undo the provider side, refund the hold, and store the error as this key's answer.
 
     The refund happens even when the provider undo does not finish now: the clinic never pays
     for nothing. The attempt then stays active ('compensating', lease lapsed) until the
-    reconciler has released what we still own.
+    reconciler has released what we still own (or, with `recheck_later`, has looked again for
+    a step the provider completed after we stopped waiting).
     """
     fields = {"state": AttemptState.COMPENSATING}
     if not attempt.error_code:
@@ -478,7 +488,7 @@ def _compensate(
             response_body={"error": error.message, "code": error.code},
         )
     _record(attempt, token, **fields)
-    undone = _undo_provider_side(attempt)
+    undone = _undo_provider_side(attempt) and not recheck_later
     _fault_point("before_refund")
     with transaction.atomic(durable=True):
         lock_wallet(attempt.org_id)
@@ -554,8 +564,8 @@ def reconcile_attempt(*, attempt_id: uuid.UUID | str) -> Reconciled | None:
         return None
     attempt = ProvisioningAttempt.objects.select_related("org", "hold").get(pk=attempt_id)
     try:
+        _recover_unrecorded(attempt, token)
         if attempt.state == AttemptState.IN_PROGRESS:
-            _recover_unrecorded(attempt, token)
             if attempt.twilio_number_sid and attempt.vapi_phone_id:
                 _settle(attempt, token)
                 _mark_reconciled(attempt)

@@ -47,6 +47,10 @@ class ProviderUnavailable(TelephonyError):
     """Timeouts, 5xx, anything unexpected: a retry later may work."""
 
 
+class OutcomeUnknown(ProviderUnavailable):
+    """No answer (timeout, dropped connection): the provider may still have done it."""
+
+
 class NoNumbersAvailable(TelephonyError):
     """The search found nothing for this country / area code."""
 
@@ -116,7 +120,9 @@ def _mapped(exc: Exception) -> TelephonyError:
         if status == 404 or code == NOT_FOUND:
             return NotFoundAtProvider(detail, code=code, status=status)
         return ProviderUnavailable(detail, code=code, status=status)
-    # Plain TwilioException (list pages raise it) and transport errors (timeouts, refused).
+    if isinstance(exc, RequestException):  # timeouts, dropped connections
+        return OutcomeUnknown(f"{type(exc).__name__}: {exc}")
+    # Plain TwilioException (list pages raise it).
     return ProviderUnavailable(f"{type(exc).__name__}: {exc}")
 
 

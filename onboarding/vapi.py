@@ -12,7 +12,12 @@ from functools import lru_cache
 import httpx
 from django.conf import settings
 
-from onboarding.telephony import NotConfigured, NotFoundAtProvider, ProviderUnavailable
+from onboarding.telephony import (
+    NotConfigured,
+    NotFoundAtProvider,
+    OutcomeUnknown,
+    ProviderUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +45,7 @@ def _request(method: str, path: str, **kwargs) -> httpx.Response:
         response = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
         logger.warning("vapi %s %s failed: %s", method, path, type(exc).__name__)
-        raise ProviderUnavailable(f"Vapi {method} {path}: {type(exc).__name__}: {exc}") from None
+        raise OutcomeUnknown(f"Vapi {method} {path}: {type(exc).__name__}: {exc}") from None
     if response.status_code >= 400:
         detail = f"Vapi {method} {path}: HTTP {response.status_code}: {response.text[:300]}"
         logger.warning("vapi call failed: %s", detail)

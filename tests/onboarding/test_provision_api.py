@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 from django.db.models import Sum
@@ -16,7 +17,9 @@ from onboarding.models import (
     ProvisioningAttempt,
     TwilioSubaccount,
 )
+from onboarding.provisioning import reconcile_stuck_attempts
 from tests.doubles import fixtures
+from tests.doubles.fixtures import lapse_leases
 from tests.doubles.server import Reply
 from tests.doubles.twilio import (
     ADDRESS_REQUIRED,
@@ -312,3 +315,31 @@ def test_a_blank_or_overlong_idempotency_key_is_400(api, providers, key):
     response = provision(api, org, key=key)
     assert response.status_code == 400
     assert providers.calls() == 0
+
+
+@pytest.mark.parametrize("provider,step", [("twilio", "buy"), ("vapi", "import")])
+def test_a_step_that_times_out_is_refunded_now_and_undone_when_it_completes_late(
+    api, providers, settings, provider, step
+):
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.3
+    org = funded_org(5000)
+    double = getattr(providers, provider)
+    double.delay(step, 0.6)  # the provider does the step, after we stopped waiting
+    providers.twilio.delay("release", 0.5)  # (so a late import still finds its number owned)
+
+    response = provision(api, org)
+
+    assert response.status_code == 503
+    assert balance(org) == 5000  # money back before the answer
+    landed = providers.twilio.numbers if provider == "twilio" else providers.vapi.imports
+    deadline = time.monotonic() + 3
+    while not landed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert landed, "the late step never landed: the scenario did not happen"
+    providers.twilio.heal()
+    providers.vapi.heal()
+    lapse_leases()
+    [result] = reconcile_stuck_attempts()
+    assert result.outcome == "refunded"
+    assert providers.twilio.owned_numbers() == [] and providers.vapi.imported_numbers() == []
+    assert_refunded_in_full(api, org)
