@@ -166,35 +166,42 @@ def run_abandonment(
     return summary
 
 
+# Driven by the organizations table (no row-level security, so its estimates are real): a
+# primary-key range per batch, then index probes per org. Driving from the events instead lets
+# the planner, misled by the RLS policy's selectivity, scan every event on every batch.
 _CANDIDATES_SQL = """
-WITH viewed AS (
-    SELECT e.org_id, min(e.created_at) AS first_viewed_at
-    FROM onboarding_onboardingevent e
-    WHERE e.event_name = %(viewed)s AND e.org_id > %(after)s AND e.created_at <= %(now)s
-    GROUP BY e.org_id
-    ORDER BY e.org_id
+WITH orgs AS (
+    SELECT o.id, o.clinic_name, o.owner_id
+    FROM voxanne_organization o
+    WHERE o.id > %(after)s AND o.onboarding_completed_at IS NULL
+    ORDER BY o.id
     LIMIT %(limit)s
+), viewed AS (
+    SELECT orgs.*, (
+        SELECT min(e.created_at) FROM onboarding_onboardingevent e
+        WHERE e.event_name = %(viewed)s AND e.org_id = orgs.id AND e.created_at <= %(now)s
+    ) AS first_viewed_at
+    FROM orgs
 )
-SELECT v.org_id, v.first_viewed_at, o.clinic_name, u.email,
-    COALESCE((SELECT max(s.sequence) FROM abandonment_email s WHERE s.org_id = v.org_id), 0),
-    (o.onboarding_completed_at IS NULL
-        AND COALESCE(u.email, '') <> ''
-        AND NOT EXISTS (SELECT 1 FROM onboarding_onboardingevent p
-                        WHERE p.event_name = %(paid)s AND p.org_id = v.org_id)
-        AND NOT EXISTS (SELECT 1 FROM abandonment_opt_out x WHERE x.org_id = v.org_id))
+SELECT v.id, v.first_viewed_at, v.clinic_name, u.email,
+    CASE WHEN v.first_viewed_at IS NULL THEN 0 ELSE COALESCE(
+        (SELECT max(s.sequence) FROM abandonment_email s WHERE s.org_id = v.id), 0) END,
+    CASE WHEN v.first_viewed_at IS NULL OR COALESCE(u.email, '') = '' THEN false ELSE (
+        NOT EXISTS (SELECT 1 FROM onboarding_onboardingevent p
+                    WHERE p.event_name = %(paid)s AND p.org_id = v.id)
+        AND NOT EXISTS (SELECT 1 FROM abandonment_opt_out x WHERE x.org_id = v.id)) END
 FROM viewed v
-JOIN voxanne_organization o ON o.id = v.org_id
-LEFT JOIN voxanne_user u ON u.id = o.owner_id
-ORDER BY v.org_id
+LEFT JOIN voxanne_user u ON u.id = v.owner_id
+ORDER BY v.id
 """
 
 
 def candidate_batches(*, now: datetime, batch_size: int) -> Iterator[list[Candidate]]:
-    """Abandoned orgs, in batches of at most `batch_size`, one query per batch.
+    """Abandoned orgs, one query per `batch_size` orgs with onboarding not completed.
 
     Abandoned: a payment_viewed event (at or before `now`), no payment_success, onboarding not
     completed, an owner with an email address, not unsubscribed. Each comes with its earliest
-    payment view and the highest email it already has (owners and sent emails by join).
+    payment view and the highest email it already has (owners and sent emails in the query).
     """
     after = uuid.UUID(int=0)
     while True:
@@ -251,9 +258,10 @@ SELECT c.id, c.org_id, c.sequence, 'sending', c.recipient, c.subject, %(token)s,
     %(at)s, %(at)s
 FROM jsonb_to_recordset(%(rows)s::jsonb)
     AS c(id uuid, org_id uuid, sequence smallint, recipient text, subject text)
-WHERE NOT EXISTS (
-    SELECT 1 FROM abandonment_email s WHERE s.org_id = c.org_id AND s.sequence >= c.sequence
-)
+-- Nothing as high already there (an overlapping run at a later `now`): no back-fill. A scalar
+-- subquery, probed per row through the index, where NOT EXISTS could become a full scan.
+WHERE COALESCE((SELECT max(s.sequence) FROM abandonment_email s WHERE s.org_id = c.org_id), 0)
+    < c.sequence
 ON CONFLICT (org_id, sequence) DO NOTHING
 RETURNING id
 """

@@ -3,9 +3,9 @@
     python bench/abandonment.py [N ...]      (`make bench` runs it with 1,000 / 10,000 / 100,000)
 
 Works in a database of its own (created next to DATABASE_URL's and dropped at the end), so
-nothing is written to the application's data. Seeds with one bulk INSERT per table: per org an owner, a wallet and
-one payment_viewed event, a third each at 2 h, 30 h and 50 h (emails 1, 2 and 3 with its
-£10 credit). Prints one table: figure, value, baseline, ratio. Baselines: the original
+nothing is written to the application's data. Seeds with one bulk INSERT per table: per
+abandoned org an owner, a wallet and one payment_viewed event, a third each at 2 h, 30 h and
+50 h (emails 1, 2 and 3 with its £10 credit), beside N/2 paying clinics. Prints one table: figure, value, baseline, ratio. Baselines: the original
 system's promise (100 orgs in 5 s = 20 orgs/s), and a per-org pass (the original design: a few
 queries per org) measured in the same run on 1,000 orgs.
 """
@@ -79,43 +79,88 @@ def _insert(cursor, table: str, columns: dict[str, str], rows: list[tuple]) -> N
     cursor.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest})", arrays)
 
 
+ORG = {
+    "id": "uuid",
+    "clinic_name": "text",
+    "owner_id": "uuid",
+    "onboarding_completed_at": "timestamptz",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+USER = {
+    "id": "uuid",
+    "password": "text",
+    "is_superuser": "bool",
+    "email": "text",
+    "organization_id": "uuid",
+    "is_active": "bool",
+    "is_staff": "bool",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+WALLET = {
+    "id": "uuid",
+    "org_id": "uuid",
+    "balance_pence": "int8",
+    "last_sequence": "int8",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+LEDGER = {
+    "id": "uuid",
+    "org_id": "uuid",
+    "wallet_id": "uuid",
+    "sequence": "int8",
+    "type": "text",
+    "amount_pence": "int8",
+    "balance_after_pence": "int8",
+    "description": "text",
+    "idempotency_key": "text",
+    "created_at": "timestamptz",
+}
+EVENT = {
+    "id": "uuid",
+    "org_id": "uuid",
+    "user_id": "uuid",
+    "event_name": "text",
+    "step_index": "int2",
+    "metadata": "jsonb",
+    "session_id": "text",
+    "created_at": "timestamptz",
+}
+
+
 def seed(n: int) -> None:
-    """N abandoned orgs (owner, wallet, one payment_viewed), a third at each email's stage."""
+    """N abandoned clinics, a third at each email's stage, beside N/2 paying ones.
+
+    Abandoned: owner, empty wallet, one payment_viewed. Paying (what a real database also
+    holds, so the ledger is not empty when the planner looks at it): payment viewed and
+    succeeded, a £20 top-up, half of them with onboarding completed.
+    """
     from django.db import connection, transaction
     from django.utils import timezone
 
     now = timezone.now()
     viewed_at = [now - timedelta(hours=h) for h in (2, 30, 50)]
-    orgs = [uuid.uuid4() for _ in range(n)]
-    users = [uuid.uuid4() for _ in range(n)]
+    paying = n // 2
+    orgs = [uuid.uuid4() for _ in range(n + paying)]
+    users = [uuid.uuid4() for _ in orgs]
+    wallets = [uuid.uuid4() for _ in orgs]
     with transaction.atomic(), connection.cursor() as cursor:
         # Org and owner point at each other; the foreign keys are checked at commit.
         _insert(
             cursor,
             "voxanne_organization",
-            {
-                "id": "uuid",
-                "clinic_name": "text",
-                "owner_id": "uuid",
-                "created_at": "timestamptz",
-                "updated_at": "timestamptz",
-            },
-            [(org, f"Clinic {i}", users[i], now, now) for i, org in enumerate(orgs)],
+            ORG,
+            [
+                (org, f"Clinic {i}", users[i], now if i >= n and i % 2 else None, now, now)
+                for i, org in enumerate(orgs)
+            ],
         )
         _insert(
             cursor,
             "voxanne_user",
-            {
-                "id": "uuid",
-                "password": "text",
-                "is_superuser": "bool",
-                "email": "text",
-                "organization_id": "uuid",
-                "is_active": "bool",
-                "is_staff": "bool",
-                "created_at": "timestamptz",
-                "updated_at": "timestamptz",
-            },
+            USER,
             [
                 (user, "!", False, f"owner-{user}@bench.test", orgs[i], True, False, now, now)
                 for i, user in enumerate(users)
@@ -124,34 +169,30 @@ def seed(n: int) -> None:
         _insert(
             cursor,
             "billing_wallet",
-            {
-                "id": "uuid",
-                "org_id": "uuid",
-                "balance_pence": "int8",
-                "last_sequence": "int8",
-                "created_at": "timestamptz",
-                "updated_at": "timestamptz",
-            },
-            [(uuid.uuid4(), org, 0, 0, now, now) for org in orgs],
-        )
-        _insert(
-            cursor,
-            "onboarding_onboardingevent",
-            {
-                "id": "uuid",
-                "org_id": "uuid",
-                "user_id": "uuid",
-                "event_name": "text",
-                "step_index": "int2",
-                "metadata": "jsonb",
-                "session_id": "text",
-                "created_at": "timestamptz",
-            },
+            WALLET,
             [
-                (uuid.uuid4(), org, users[i], "payment_viewed", 3, "{}", "", viewed_at[i % 3])
+                (wallets[i], org, 0 if i < n else 2000, 0 if i < n else 1, now, now)
                 for i, org in enumerate(orgs)
             ],
         )
+        _insert(
+            cursor,
+            "billing_ledger_entry",
+            LEDGER,
+            [
+                (uuid.uuid4(), orgs[i], wallets[i], 1, "topup", 2000, 2000, "top-up", "seed", now)
+                for i in range(n, n + paying)
+            ],
+        )
+        events = [
+            (uuid.uuid4(), org, users[i], "payment_viewed", 3, "{}", "", viewed_at[i % 3])
+            for i, org in enumerate(orgs)
+        ]
+        events += [
+            (uuid.uuid4(), orgs[i], users[i], "payment_success", 3, "{}", "", now)
+            for i in range(n, n + paying)
+        ]
+        _insert(cursor, "onboarding_onboardingevent", EVENT, events)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
 
