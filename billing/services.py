@@ -8,10 +8,14 @@ raises IdempotencyKeyReused.
 
 from __future__ import annotations
 
+import functools
+import uuid
 from dataclasses import dataclass
 
+import psycopg
 from django.db import connection, transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from billing.models import EntryType, LedgerEntry, Wallet, format_pence
 from voxanne.errors import ApiError, Unprocessable
@@ -91,41 +95,156 @@ def _replay(existing: LedgerEntry, *, type: str, amount_pence: int | None, rever
     return Posting(existing, created=False)
 
 
+# The write path is two statements under the wallet lock, in SQL rather than the ORM: it is
+# the hottest code in the product (bench/ledger.py), and the invariants live in the database
+# either way.
+#
+# 1. Lock the wallet and, in the same statement, look the idempotency key up. That lookup
+#    reads the statement's snapshot, taken before any wait for the lock; if a concurrent
+#    operation committed meanwhile, the snapshot misses its entry. `seen_sequence` tells:
+#    entries are only appended under this lock, so the snapshot saw every entry exactly
+#    when its newest sequence equals the (re-read, current) wallet's last_sequence.
+#    Otherwise the key is looked up again, now that we hold the lock.
+_LOCK_SQL = """
+SELECT w.id, w.balance_pence, w.last_sequence,
+       COALESCE((SELECT max(e.sequence) FROM billing_ledger_entry e WHERE e.org_id = w.org_id), 0),
+       (SELECT e.id FROM billing_ledger_entry e
+         WHERE e.org_id = w.org_id AND e.idempotency_key = %s)
+FROM billing_wallet w
+WHERE w.org_id = %s
+FOR NO KEY UPDATE OF w
+"""
+_KEY_SQL = "SELECT id FROM billing_ledger_entry WHERE org_id = %s AND idempotency_key = %s"
+# 2. Move the balance and append the entry in one statement (the UPDATE in WITH always runs).
+_APPEND_SQL = """
+WITH moved AS (
+    UPDATE billing_wallet SET balance_pence = %s, last_sequence = %s, updated_at = %s WHERE id = %s
+)
+INSERT INTO billing_ledger_entry (id, org_id, wallet_id, sequence, type, amount_pence,
+    balance_after_pence, description, reverses_id, idempotency_key, created_by_id, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+def _execute(sql: str, params: list) -> tuple | None:
+    """Run one of the statements above, prepared on the server, in Django's transaction.
+
+    Django's cursors bind parameters on the client, so the server parses and plans every
+    statement afresh; the write path runs these two statements on every money call, so they
+    are prepared once per connection instead. Returns the first row, if any. Errors surface
+    as django.db exceptions.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+
+        def execute(sql, params, many, context):
+            cursor.execute(sql, params, prepare=True)
+
+        for wrapper in reversed(connection.execute_wrappers):  # as Django's cursors do
+            execute = functools.partial(wrapper, execute)
+        execute(sql, params, False, {"connection": connection, "cursor": cursor})
+        return cursor.fetchone() if cursor.description else None
+
+
+@dataclass
+class _Locked:
+    """A wallet row locked for this transaction, and the entry already holding the key."""
+
+    wallet_id: uuid.UUID
+    org_id: str
+    balance_pence: int
+    last_sequence: int
+    existing_id: uuid.UUID | None
+
+
+def _lock_for_posting(org_id, idempotency_key: str) -> _Locked:
+    """Lock the org's wallet (creating it if needed) and find the key's entry, if any."""
+    _check_key(idempotency_key)
+    row = _execute(_LOCK_SQL, [idempotency_key, org_id])
+    if row is None:
+        Wallet.objects.bulk_create([Wallet(org_id=org_id)], ignore_conflicts=True)
+        row = _execute(_LOCK_SQL, [idempotency_key, org_id])
+    wallet_id, balance, last_sequence, seen_sequence, existing_id = row
+    if seen_sequence != last_sequence:
+        found = _execute(_KEY_SQL, [org_id, idempotency_key])
+        existing_id = found[0] if found else None
+    return _Locked(wallet_id, org_id, balance, last_sequence, existing_id)
+
+
+def _existing_posting(
+    locked: _Locked, *, type: str, amount_pence: int | None, reverses_id
+) -> Posting | None:
+    """The replay of an earlier call with this key; None if the key is new."""
+    if locked.existing_id is None:
+        return None
+    existing = LedgerEntry.objects.get(pk=locked.existing_id)
+    return _replay(existing, type=type, amount_pence=amount_pence, reverses_id=reverses_id)
+
+
 def _post(
     *,
-    wallet: Wallet,
+    locked: _Locked,
     amount_pence: int,
     type: str,
     idempotency_key: str,
     description: str,
-    reverses: LedgerEntry | None = None,
+    reverses_id=None,
     created_by: User | None = None,
 ) -> Posting:
     """Append one entry to a locked wallet. Raises InsufficientFunds below zero."""
-    new_balance = wallet.balance_pence + amount_pence
+    new_balance = locked.balance_pence + amount_pence
     if new_balance < 0:
         raise InsufficientFunds()
-    wallet.balance_pence = new_balance
-    wallet.last_sequence += 1
-    wallet.save(update_fields=["balance_pence", "last_sequence", "updated_at"])
-    entry = LedgerEntry.objects.create(
-        org_id=wallet.org_id,
-        wallet=wallet,
-        sequence=wallet.last_sequence,
+    sequence = locked.last_sequence + 1
+    now = timezone.now()
+    entry = LedgerEntry(
+        id=uuid.uuid4(),
+        org_id=locked.org_id,
+        wallet_id=locked.wallet_id,
+        sequence=sequence,
         type=type,
         amount_pence=amount_pence,
         balance_after_pence=new_balance,
         description=description[:500],
-        reverses=reverses,
+        reverses_id=reverses_id,
         idempotency_key=idempotency_key,
-        created_by=created_by,
+        created_by_id=created_by.pk if created_by else None,
+        created_at=now,
     )
+    _execute(
+        _APPEND_SQL,
+        [
+            new_balance,
+            sequence,
+            now,
+            locked.wallet_id,
+            entry.id,
+            entry.org_id,
+            locked.wallet_id,
+            sequence,
+            entry.type,
+            amount_pence,
+            new_balance,
+            entry.description,
+            reverses_id,
+            idempotency_key,
+            entry.created_by_id,
+            now,
+        ],
+    )
+    entry._state.adding = False
+    entry._state.db = connection.alias
+    locked.balance_pence, locked.last_sequence = new_balance, sequence
     return Posting(entry, created=True)
 
 
-def _existing(org_id, idempotency_key: str) -> LedgerEntry | None:
+def _check_key(idempotency_key: str) -> None:
     if not idempotency_key or len(idempotency_key) > 255:
         raise ValueError("idempotency_key must be 1..255 characters")
+
+
+def _existing(org_id, idempotency_key: str) -> LedgerEntry | None:
+    _check_key(idempotency_key)
     return LedgerEntry.objects.filter(org_id=org_id, idempotency_key=idempotency_key).first()
 
 
@@ -146,12 +265,12 @@ def _credit_in_transaction(
     _require_positive(amount_pence)
     if type not in CREDIT_ENTRY_TYPES:
         raise ValueError(f"credit() cannot write {type!r} entries")
-    wallet = lock_wallet(org)
-    existing = _existing(wallet.org_id, idempotency_key)
-    if existing:
-        return _replay(existing, type=type, amount_pence=amount_pence, reverses_id=None)
+    locked = _lock_for_posting(_org_id(org), idempotency_key)
+    replay = _existing_posting(locked, type=type, amount_pence=amount_pence, reverses_id=None)
+    if replay:
+        return replay
     return _post(
-        wallet=wallet,
+        locked=locked,
         amount_pence=amount_pence,
         type=type,
         idempotency_key=idempotency_key,
@@ -234,12 +353,12 @@ def _debit_in_transaction(
     _require_positive(amount_pence)
     if type not in DEBIT_ENTRY_TYPES:
         raise ValueError(f"debit() cannot write {type!r} entries")
-    wallet = lock_wallet(org)
-    existing = _existing(wallet.org_id, idempotency_key)
-    if existing:
-        return _replay(existing, type=type, amount_pence=-amount_pence, reverses_id=None)
+    locked = _lock_for_posting(_org_id(org), idempotency_key)
+    replay = _existing_posting(locked, type=type, amount_pence=-amount_pence, reverses_id=None)
+    if replay:
+        return replay
     return _post(
-        wallet=wallet,
+        locked=locked,
         amount_pence=-amount_pence,
         type=type,
         idempotency_key=idempotency_key,
@@ -266,12 +385,12 @@ def _refund_in_transaction(
 ) -> Posting:
     if amount_pence is not None:
         _require_positive(amount_pence)
-    wallet = lock_wallet(entry.org_id)
-    existing = _existing(wallet.org_id, idempotency_key)
-    if existing:
-        return _replay(
-            existing, type=EntryType.REFUND, amount_pence=amount_pence, reverses_id=entry.pk
-        )
+    locked = _lock_for_posting(entry.org_id, idempotency_key)
+    replay = _existing_posting(
+        locked, type=EntryType.REFUND, amount_pence=amount_pence, reverses_id=entry.pk
+    )
+    if replay:
+        return replay
     if entry.amount_pence >= 0:
         raise RefundRefused("Only a charge can be refunded.")
     remainder = refundable_remainder(entry)
@@ -283,12 +402,12 @@ def _refund_in_transaction(
             f"A refund can be at most {format_pence(remainder)}, what is left of this charge."
         )
     return _post(
-        wallet=wallet,
+        locked=locked,
         amount_pence=amount,
         type=EntryType.REFUND,
         idempotency_key=idempotency_key,
         description=reason,
-        reverses=entry,
+        reverses_id=entry.pk,
         created_by=created_by,
     )
 

@@ -94,3 +94,21 @@ def test_a_hold_released_by_two_workers_at_once_is_returned_once():
     results = run_at_once(release, 8)
     assert len({r.pk for r in results if isinstance(r, LedgerEntry)}) == 1, results
     assert Wallet.objects.get(org=org).balance_pence == 1000
+
+
+def test_concurrent_retries_of_one_debit_charge_once():
+    org = make_org()
+    fund(org, 5000)
+
+    def retry(i: int):
+        return services.debit(
+            org=org.pk,
+            amount_pence=1000,
+            type=EntryType.PHONE_PROVISIONING,
+            idempotency_key="number-once",
+        )
+
+    results = run_at_once(retry, 20)
+    assert all(isinstance(r, LedgerEntry) for r in results), results
+    assert len({r.pk for r in results}) == 1
+    assert Wallet.objects.get(org=org).balance_pence == 4000
