@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -9,10 +10,13 @@ import uuid
 from io import StringIO
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django_celery_beat.models import PeriodicTask
 
 from billing.models import EntryType, LedgerEntry, Wallet
+from billing.tasks import reconcile_wallets as reconcile_wallets_task
 from tests.factories import charge, fund, make_org
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +129,24 @@ def test_reconcile_finds_a_negative_balance():
     with pytest.raises(CommandError, match="1 mismatched"):
         call_command("reconcile_wallets", stdout=StringIO(), stderr=err)
     assert "balance is negative" in err.getvalue()
+
+
+def test_the_daily_reconcile_task_counts_and_logs_mismatches(caplog):
+    broken = make_org("Broken")
+    fund(broken, 1000)
+    assert reconcile_wallets_task() == 0
+    _without_balance_checks(
+        f"UPDATE billing_wallet SET balance_pence = 1 WHERE org_id = '{broken.pk}'"
+    )
+    with caplog.at_level("ERROR", logger="billing.reconciliation"):
+        assert reconcile_wallets_task() == 1
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.org_id == str(broken.pk)
+
+
+def test_the_reconcile_schedule_is_data_created_once():
+    schedule = importlib.import_module("billing.migrations.0003_reconcile_wallets_schedule")
+    schedule.create_schedule(django_apps, None)
+    schedule.create_schedule(django_apps, None)
+    [task] = PeriodicTask.objects.filter(name=schedule.TASK_NAME)
+    assert task.task == reconcile_wallets_task.name and task.crontab.hour == "3"
