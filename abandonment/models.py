@@ -38,8 +38,12 @@ class AbandonmentEmail(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: UNIQUE(org, sequence) below leads with org and serves its lookups.
     org = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="abandonment_emails"
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="abandonment_emails",
+        db_index=False,
     )
     sequence = models.PositiveSmallIntegerField(choices=Sequence.choices)
     state = models.CharField(max_length=16, choices=EmailState.choices)

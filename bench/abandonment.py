@@ -60,11 +60,14 @@ class QueryCounter:
 
     def __init__(self) -> None:
         self.count = 0
+        self.credits = 0  # on the credit threads: billing's statements
         self.lock = threading.Lock()
 
     def __call__(self, execute, sql, params, many, context):
+        credit = threading.current_thread().name.startswith("abandonment-credit")
         with self.lock:
             self.count += 1
+            self.credits += credit
         return execute(sql, params, many, context)
 
     def attach(self, sender, connection, **kwargs) -> None:
@@ -208,7 +211,7 @@ def wipe() -> None:
         )
 
 
-def one_pass() -> tuple[float, int, object]:
+def one_pass() -> tuple[float, QueryCounter, object]:
     from django.core import mail
     from django.db import connection
     from django.db.backends.signals import connection_created
@@ -225,7 +228,7 @@ def one_pass() -> tuple[float, int, object]:
             elapsed = time.perf_counter() - started
     finally:
         connection_created.disconnect(counter.attach)
-    return elapsed, counter.count, summary
+    return elapsed, counter, summary
 
 
 def per_org_pass() -> float:
@@ -289,7 +292,12 @@ def main(sizes: list[int]) -> int:
                 rows += [
                     (f"N={n:,}: orgs/s (pass {elapsed:.2f} s)", rate, PROMISE_ORGS_PER_SECOND),
                     (f"N={n:,}: orgs/s vs per-org pass", rate, naive),
-                    (f"N={n:,}: queries (credits {summary.credited:,})", queries, n),
+                    (f"N={n:,}: queries, all", queries.count, n),
+                    (
+                        f"N={n:,}: queries, without billing's {summary.credited:,} credits",
+                        queries.count - queries.credits,
+                        n,
+                    ),
                     (f"N={n:,}: seed time s (bulk INSERT)", seeded, None),
                 ]
                 wipe()
@@ -301,7 +309,8 @@ def main(sizes: list[int]) -> int:
             print(f"{figure:<{width}}  {value:12,.1f}  {base}  {ratio}")
         print(
             "baselines: orgs/s rows vs the original promise (20 orgs/s) and vs a per-org pass "
-            f"measured here on 1,000 orgs ({naive:,.0f} orgs/s); queries vs one per org. "
+            f"measured here on 1,000 orgs ({naive:,.0f} orgs/s); queries vs one per org "
+            "(each credit is one billing transaction of its own). "
             f"Target: 100,000 orgs at >= {TARGET_ORGS_PER_SECOND:,} orgs/s."
         )
         return 0
