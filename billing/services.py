@@ -3,7 +3,9 @@ written in one transaction with the wallet row locked (wallet first, always).
 
 Every function is idempotent by its key (unique per org): a retry with the same key and the
 same request returns the first entry and writes nothing; the same key with a different request
-raises IdempotencyKeyReused.
+raises IdempotencyKeyReused. `credit`/`debit`/`refund` return the entry; `post_credit` and
+`post_refund` return a Posting that also says whether this call wrote it (admin uses that to
+audit a double-submitted form once).
 """
 
 from __future__ import annotations
@@ -97,42 +99,39 @@ def _replay(existing: LedgerEntry, *, type: str, amount_pence: int | None, rever
 
 # The write path is two statements under the wallet lock, in SQL rather than the ORM: it is
 # the hottest code in the product (bench/ledger.py), and the invariants live in the database
-# either way.
-#
-# 1. Lock the wallet and, in the same statement, look the idempotency key up. That lookup
-#    reads the statement's snapshot, taken before any wait for the lock; if a concurrent
-#    operation committed meanwhile, the snapshot misses its entry. `seen_sequence` tells:
-#    entries are only appended under this lock, so the snapshot saw every entry exactly
-#    when its newest sequence equals the (re-read, current) wallet's last_sequence.
-#    Otherwise the key is looked up again, now that we hold the lock.
-_LOCK_SQL = """
-SELECT w.id, w.balance_pence, w.last_sequence,
-       COALESCE((SELECT max(e.sequence) FROM billing_ledger_entry e WHERE e.org_id = w.org_id), 0),
-       (SELECT e.id FROM billing_ledger_entry e
-         WHERE e.org_id = w.org_id AND e.idempotency_key = %s)
-FROM billing_wallet w
-WHERE w.org_id = %s
-FOR NO KEY UPDATE OF w
-"""
-_KEY_SQL = "SELECT id FROM billing_ledger_entry WHERE org_id = %s AND idempotency_key = %s"
-# 2. Move the balance and append the entry in one statement (the UPDATE in WITH always runs).
-_APPEND_SQL = """
-WITH moved AS (
-    UPDATE billing_wallet SET balance_pence = %s, last_sequence = %s, updated_at = %s WHERE id = %s
+# either way. 1: lock the wallet. 2: unless an entry already holds the idempotency key, move
+# the balance and append the entry; this statement starts after the lock is held, so its
+# snapshot sees every committed entry of the org (entries are only appended under the lock).
+_LOCK_SQL = (
+    "SELECT id, balance_pence, last_sequence FROM billing_wallet WHERE org_id = %s"
+    " FOR NO KEY UPDATE"
 )
-INSERT INTO billing_ledger_entry (id, org_id, wallet_id, sequence, type, amount_pence,
-    balance_after_pence, description, reverses_id, idempotency_key, created_by_id, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+_APPEND_SQL = """
+WITH existing AS (
+    SELECT id FROM billing_ledger_entry WHERE org_id = %(org_id)s AND idempotency_key = %(key)s
+), moved AS (
+    UPDATE billing_wallet
+    SET balance_pence = %(balance)s, last_sequence = %(sequence)s, updated_at = %(now)s
+    WHERE id = %(wallet_id)s AND NOT EXISTS (SELECT FROM existing)
+), appended AS (
+    INSERT INTO billing_ledger_entry (id, org_id, wallet_id, sequence, type, amount_pence,
+        balance_after_pence, description, reverses_id, idempotency_key, created_by_id, created_at)
+    SELECT %(id)s::uuid, %(org_id)s::uuid, %(wallet_id)s::uuid, %(sequence)s::bigint,
+        %(type)s::varchar, %(amount)s::bigint, %(balance)s::bigint, %(description)s::varchar,
+        %(reverses_id)s::uuid, %(key)s::varchar, %(created_by_id)s::uuid, %(now)s::timestamptz
+    WHERE NOT EXISTS (SELECT FROM existing)
+    RETURNING id
+)
+SELECT (SELECT id FROM existing), (SELECT id FROM appended)
 """
 
 
-def _execute(sql: str, params: list) -> tuple | None:
+def _execute(sql: str, params) -> tuple | None:
     """Run one of the statements above, prepared on the server, in Django's transaction.
 
     Django's cursors bind parameters on the client, so the server parses and plans every
-    statement afresh; the write path runs these two statements on every money call, so they
-    are prepared once per connection instead. Returns the first row, if any. Errors surface
-    as django.db exceptions.
+    statement afresh; these two run on every money call, so they are prepared once per
+    connection instead. Returns the first row, if any. Errors surface as django.db exceptions.
     """
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
@@ -148,37 +147,21 @@ def _execute(sql: str, params: list) -> tuple | None:
 
 @dataclass
 class _Locked:
-    """A wallet row locked for this transaction, and the entry already holding the key."""
+    """A wallet row locked for this transaction."""
 
     wallet_id: uuid.UUID
     org_id: str
     balance_pence: int
     last_sequence: int
-    existing_id: uuid.UUID | None
 
 
-def _lock_for_posting(org_id, idempotency_key: str) -> _Locked:
-    """Lock the org's wallet (creating it if needed) and find the key's entry, if any."""
-    _check_key(idempotency_key)
-    row = _execute(_LOCK_SQL, [idempotency_key, org_id])
+def _lock_for_posting(org_id) -> _Locked:
+    """Lock the org's wallet for this transaction, creating it if needed (wallet first, always)."""
+    row = _execute(_LOCK_SQL, [org_id])
     if row is None:
         Wallet.objects.bulk_create([Wallet(org_id=org_id)], ignore_conflicts=True)
-        row = _execute(_LOCK_SQL, [idempotency_key, org_id])
-    wallet_id, balance, last_sequence, seen_sequence, existing_id = row
-    if seen_sequence != last_sequence:
-        found = _execute(_KEY_SQL, [org_id, idempotency_key])
-        existing_id = found[0] if found else None
-    return _Locked(wallet_id, org_id, balance, last_sequence, existing_id)
-
-
-def _existing_posting(
-    locked: _Locked, *, type: str, amount_pence: int | None, reverses_id
-) -> Posting | None:
-    """The replay of an earlier call with this key; None if the key is new."""
-    if locked.existing_id is None:
-        return None
-    existing = LedgerEntry.objects.get(pk=locked.existing_id)
-    return _replay(existing, type=type, amount_pence=amount_pence, reverses_id=reverses_id)
+        row = _execute(_LOCK_SQL, [org_id])
+    return _Locked(row[0], org_id, row[1], row[2])
 
 
 def _post(
@@ -191,12 +174,18 @@ def _post(
     reverses_id=None,
     created_by: User | None = None,
 ) -> Posting:
-    """Append one entry to a locked wallet. Raises InsufficientFunds below zero."""
+    """Append one entry to a locked wallet, or replay the entry that already holds the key.
+
+    Raises InsufficientFunds below zero, IdempotencyKeyReused for the key of another request.
+    """
+    _check_key(idempotency_key)
     new_balance = locked.balance_pence + amount_pence
     if new_balance < 0:
+        existing = _existing(locked.org_id, idempotency_key)  # a retry is not refused
+        if existing:
+            return _replay(existing, type=type, amount_pence=amount_pence, reverses_id=reverses_id)
         raise InsufficientFunds()
     sequence = locked.last_sequence + 1
-    now = timezone.now()
     entry = LedgerEntry(
         id=uuid.uuid4(),
         org_id=locked.org_id,
@@ -209,29 +198,30 @@ def _post(
         reverses_id=reverses_id,
         idempotency_key=idempotency_key,
         created_by_id=created_by.pk if created_by else None,
-        created_at=now,
+        created_at=timezone.now(),
     )
-    _execute(
+    existing_id, appended_id = _execute(
         _APPEND_SQL,
-        [
-            new_balance,
-            sequence,
-            now,
-            locked.wallet_id,
-            entry.id,
-            entry.org_id,
-            locked.wallet_id,
-            sequence,
-            entry.type,
-            amount_pence,
-            new_balance,
-            entry.description,
-            reverses_id,
-            idempotency_key,
-            entry.created_by_id,
-            now,
-        ],
+        {
+            "org_id": entry.org_id,
+            "key": idempotency_key,
+            "balance": new_balance,
+            "sequence": sequence,
+            "now": entry.created_at,
+            "wallet_id": entry.wallet_id,
+            "id": entry.id,
+            "type": entry.type,
+            "amount": amount_pence,
+            "description": entry.description,
+            "reverses_id": reverses_id,
+            "created_by_id": entry.created_by_id,
+        },
     )
+    if existing_id is not None:
+        existing = LedgerEntry.objects.get(pk=existing_id)
+        return _replay(existing, type=type, amount_pence=amount_pence, reverses_id=reverses_id)
+    if appended_id != entry.id:
+        raise RuntimeError("the ledger entry was not appended")  # cannot happen: wallet locked
     entry._state.adding = False
     entry._state.db = connection.alias
     locked.balance_pence, locked.last_sequence = new_balance, sequence
@@ -265,12 +255,9 @@ def _credit_in_transaction(
     _require_positive(amount_pence)
     if type not in CREDIT_ENTRY_TYPES:
         raise ValueError(f"credit() cannot write {type!r} entries")
-    locked = _lock_for_posting(_org_id(org), idempotency_key)
-    replay = _existing_posting(locked, type=type, amount_pence=amount_pence, reverses_id=None)
-    if replay:
-        return replay
+    _check_key(idempotency_key)
     return _post(
-        locked=locked,
+        locked=_lock_for_posting(_org_id(org)),
         amount_pence=amount_pence,
         type=type,
         idempotency_key=idempotency_key,
@@ -353,12 +340,9 @@ def _debit_in_transaction(
     _require_positive(amount_pence)
     if type not in DEBIT_ENTRY_TYPES:
         raise ValueError(f"debit() cannot write {type!r} entries")
-    locked = _lock_for_posting(_org_id(org), idempotency_key)
-    replay = _existing_posting(locked, type=type, amount_pence=-amount_pence, reverses_id=None)
-    if replay:
-        return replay
+    _check_key(idempotency_key)
     return _post(
-        locked=locked,
+        locked=_lock_for_posting(_org_id(org)),
         amount_pence=-amount_pence,
         type=type,
         idempotency_key=idempotency_key,
@@ -385,12 +369,12 @@ def _refund_in_transaction(
 ) -> Posting:
     if amount_pence is not None:
         _require_positive(amount_pence)
-    locked = _lock_for_posting(entry.org_id, idempotency_key)
-    replay = _existing_posting(
-        locked, type=EntryType.REFUND, amount_pence=amount_pence, reverses_id=entry.pk
-    )
-    if replay:
-        return replay
+    locked = _lock_for_posting(entry.org_id)
+    existing = _existing(entry.org_id, idempotency_key)  # checked first: a retry is not refused
+    if existing:
+        return _replay(
+            existing, type=EntryType.REFUND, amount_pence=amount_pence, reverses_id=entry.pk
+        )
     if entry.amount_pence >= 0:
         raise RefundRefused("Only a charge can be refunded.")
     remainder = refundable_remainder(entry)
