@@ -283,3 +283,15 @@ def test_adding_credit_records_who_and_why_once_even_when_submitted_twice(kind):
     assert Wallet.objects.get(org=org).balance_pence == 125050
     assert LogEntry.objects.filter(object_id=str(org.pk)).count() == 1
     assert any("already added" in m for m in messages_of(second))
+
+
+@pytest.mark.django_db
+def test_the_ledger_list_finds_a_clinics_entries_by_link_and_by_search():
+    mine, other = make_org("Bright Smiles"), make_org("Other Dental")
+    fund(mine, 1000)
+    fund(other, 777)
+    client = client_for(make_support_user(permissions=VIEW))
+    for query in (f"org__id__exact={mine.pk}", "q=Bright", f"q={mine.pk}"):
+        response = client.get(f"/admin/billing/ledgerentry/?{query}")
+        assert response.status_code == 200, query
+        assert list(response.context["cl"].queryset) == list(LedgerEntry.objects.for_org(mine))
