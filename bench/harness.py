@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,9 +74,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen
+
+    def worker_pids(self) -> list[int]:
+        pid = self.process.pid
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int) -> Iterator[str]:
-    """A gunicorn serving the app with `env`; yields its base URL, stops it after."""
+def gunicorn(env: dict[str, str], *, workers: int, timeout: int = 30) -> Iterator[Server]:
+    """A gunicorn serving the app with `env` (its DATABASE_URL, providers...); stops it after."""
     import httpx
 
     port = free_port()
@@ -91,6 +102,8 @@ def gunicorn(env: dict[str, str], *, workers: int) -> Iterator[str]:
             str(workers),
             "--backlog",
             "2048",
+            "--timeout",
+            str(timeout),
         ],
         cwd=ROOT,
         env={"LOG_LEVEL": "WARNING", "DJANGO_DEBUG": "0", **env},
@@ -107,9 +120,9 @@ def gunicorn(env: dict[str, str], *, workers: int) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
-                sys.exit("gunicorn did not start")
+                raise RuntimeError("gunicorn did not start")
             time.sleep(0.2)
-        yield base
+        yield Server(url=base, process=server)
     finally:
         server.terminate()
         try:

@@ -269,8 +269,8 @@ def main() -> int:
                 **vapi.env(),
                 "AUTH_THROTTLE_RATE": "100000/second",
             }
-            with gunicorn(env, workers=WORKERS) as base:
-                rec, results, elapsed, health, health_s = asyncio.run(drive(base, top_up))
+            with gunicorn(env, workers=WORKERS) as server:
+                rec, results, elapsed, health, health_s = asyncio.run(drive(server.url, top_up))
             problems = check_invariants(results, twilio, vapi)
         finally:
             vapi.stop()

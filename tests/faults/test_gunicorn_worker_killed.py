@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 from django.db.models import Sum
 
+from bench.harness import gunicorn
 from billing.models import EntryType, LedgerEntry, Wallet
 from billing.services import credit
 from onboarding.models import ACTIVE_ATTEMPT_STATES, ManagedPhoneNumber, ProvisioningAttempt
@@ -40,55 +36,15 @@ HOLD_SECONDS = 1.5  # how long the double keeps the step's call open
 @pytest.fixture
 def gunicorn_one_worker(providers):
     """gunicorn with a single sync worker on the test database and the doubles."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
         **os.environ,
         **providers.env(),
         "DATABASE_URL": test_database_url(),
         "PROVIDER_TIMEOUT_SECONDS": "10",
-        "LOG_LEVEL": "WARNING",
     }
     env.pop("TEST_DATABASE_NAME", None)
-    master = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "voxanne.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--timeout",
-            "120",
-        ],
-        cwd=Path(settings.BASE_DIR),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and master.poll() is None, "gunicorn did not start"
-            time.sleep(0.1)
-        yield master, base
-    finally:
-        master.terminate()
-        master.wait(15)
-
-
-def worker_pids(master: subprocess.Popen) -> list[int]:
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-    return [int(pid) for pid in children]
+    with gunicorn(env, workers=1, timeout=120) as server:
+        yield server
 
 
 def wait_until(predicate, timeout: float = 15.0) -> None:
@@ -110,7 +66,8 @@ def wait_until(predicate, timeout: float = 15.0) -> None:
 def test_worker_sigkilled_mid_provision_leaves_money_and_providers_in_agreement(
     providers, gunicorn_one_worker, double, step
 ):
-    master, base = gunicorn_one_worker
+    server = gunicorn_one_worker
+    base = server.url
     org = make_org("Killed Worker Clinic")
     credit(org=org, amount_pence=START, type=EntryType.TOPUP, idempotency_key="topup")
     target = getattr(providers, double)
@@ -133,7 +90,7 @@ def test_worker_sigkilled_mid_provision_leaves_money_and_providers_in_agreement(
     request = threading.Thread(target=clinic_clicks)
     request.start()
     wait_until(lambda: target.calls[step] >= 1)
-    [victim] = worker_pids(master)
+    [victim] = server.worker_pids()
     os.kill(victim, signal.SIGKILL)
     request.join(30)
     assert answers and not (
@@ -157,7 +114,7 @@ def test_worker_sigkilled_mid_provision_leaves_money_and_providers_in_agreement(
     }
     assert set(providers.vapi.imports) == {n.vapi_phone_id for n in ours}
     # The service answers again (the master replaced the worker), and a retry is served.
-    wait_until(lambda: len(worker_pids(master)) == 1)
+    wait_until(lambda: len(server.worker_pids()) == 1)
     retry = httpx.post(
         f"{base}/api/onboarding/provision-number",
         json={},
