@@ -176,22 +176,24 @@ WITH orgs AS (
     WHERE o.id > %(after)s AND o.onboarding_completed_at IS NULL
     ORDER BY o.id
     LIMIT %(limit)s
-), viewed AS (
-    SELECT orgs.*, (
+), viewed AS MATERIALIZED (
+    SELECT orgs.id, orgs.clinic_name, (
         SELECT min(e.created_at) FROM onboarding_onboardingevent e
         WHERE e.event_name = %(viewed)s AND e.org_id = orgs.id AND e.created_at <= %(now)s
-    ) AS first_viewed_at
+    ) AS first_viewed_at,
+    -- Subqueries, not joins: a join let the planner hash every user on every batch;
+    -- MATERIALIZED evaluates them once per org, not once per mention below.
+    (SELECT u.email FROM voxanne_user u WHERE u.id = orgs.owner_id) AS email
     FROM orgs
 )
-SELECT v.id, v.first_viewed_at, v.clinic_name, u.email,
+SELECT v.id, v.first_viewed_at, v.clinic_name, v.email,
     CASE WHEN v.first_viewed_at IS NULL THEN 0 ELSE COALESCE(
         (SELECT max(s.sequence) FROM abandonment_email s WHERE s.org_id = v.id), 0) END,
-    CASE WHEN v.first_viewed_at IS NULL OR COALESCE(u.email, '') = '' THEN false ELSE (
+    CASE WHEN v.first_viewed_at IS NULL OR COALESCE(v.email, '') = '' THEN false ELSE (
         NOT EXISTS (SELECT 1 FROM onboarding_onboardingevent p
                     WHERE p.event_name = %(paid)s AND p.org_id = v.id)
         AND NOT EXISTS (SELECT 1 FROM abandonment_opt_out x WHERE x.org_id = v.id)) END
 FROM viewed v
-LEFT JOIN voxanne_user u ON u.id = v.owner_id
 ORDER BY v.id
 """
 
