@@ -157,6 +157,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "voxanne.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # A `?format=` query parameter must not pick a renderer (nor 404 the request).
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 SIMPLE_JWT = {
