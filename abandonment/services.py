@@ -54,6 +54,8 @@ THRESHOLDS: dict[int, timedelta] = {
 }
 # Below this many credits a pass pays them inline: starting threads would cost more.
 PARALLEL_CREDITS_FROM = 50
+# Credits per billing transaction (post_credits): one commit per batch, not per clinic.
+CREDIT_BATCH = 100
 
 
 def due_sequence(elapsed: timedelta) -> int | None:
@@ -450,6 +452,14 @@ def _owed_credits() -> list[tuple[uuid.UUID, uuid.UUID]]:
     )
 
 
+CREDIT_DESCRIPTION = "Abandonment email 3: £10 added to your account"
+
+
+def _batches(rows: list, size: int = CREDIT_BATCH) -> Iterator[list]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
 class _Creditor:
     """Pays the £10 of each email 3 as soon as it is recorded sent, then records that.
 
@@ -474,8 +484,8 @@ class _Creditor:
     def pay(self, rows: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
         """Pay these credits now (inline), or soon (threads) once there are enough of them."""
         if self.inline:
-            for row in rows:
-                self._pay_one(row)
+            for batch in _batches(rows):
+                self._pay_batch(batch)
             return
         if not self.threads:
             self.pending.extend(rows)
@@ -488,16 +498,40 @@ class _Creditor:
             ]
             for thread in self.threads:
                 thread.start()
-        for row in rows:
-            self.queue.put(row)
+        for batch in _batches(rows):
+            self.queue.put(batch)
 
     def _work(self) -> None:
         try:
             with system_context("abandonment"):
-                while (row := self.queue.get()) is not None:
-                    self._pay_one(row)
+                while (batch := self.queue.get()) is not None:
+                    self._pay_batch(batch)
         finally:
             connection.close()
+
+    def _pay_batch(self, batch: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """One billing transaction for the batch; if it is refused, each credit on its own."""
+        if len(batch) > 1:
+            orders = [
+                billing.CreditOrder(
+                    org_id=org_id,
+                    amount_pence=CREDIT_PENCE,
+                    type=EntryType.BONUS,
+                    idempotency_key=credit_key(org_id),
+                    description=CREDIT_DESCRIPTION,
+                )
+                for _, org_id in batch
+            ]
+            try:
+                billing.post_credits(orders=orders)
+            except Exception:  # noqa: BLE001 - find the org at fault one by one
+                logger.warning("a batch of abandonment credits failed; paying one by one")
+            else:
+                with self.lock:
+                    self.paid.extend(row_id for row_id, _ in batch)
+                return
+        for row in batch:
+            self._pay_one(row)
 
     def _pay_one(self, row: tuple[uuid.UUID, uuid.UUID]) -> None:
         row_id, org_id = row
@@ -507,7 +541,7 @@ class _Creditor:
                 amount_pence=CREDIT_PENCE,
                 type=EntryType.BONUS,
                 idempotency_key=credit_key(org_id),
-                description="Abandonment email 3: £10 added to your account",
+                description=CREDIT_DESCRIPTION,
             )
         except Exception:  # noqa: BLE001 - one org's failure must not stop the others
             logger.exception("abandonment credit for org %s failed; the next run retries", org_id)
@@ -519,8 +553,8 @@ class _Creditor:
 
     def finish(self) -> None:
         """Wait for the credits in flight and record them (one statement per 1,000)."""
-        for row in self.pending:
-            self._pay_one(row)
+        for batch in _batches(self.pending):
+            self._pay_batch(batch)
         for _ in self.threads:
             self.queue.put(None)
         for thread in self.threads:

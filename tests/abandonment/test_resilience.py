@@ -231,3 +231,21 @@ def test_a_backlog_of_credits_is_paid_on_threads_exactly_once(settings, mailoutb
 
     assert run_abandonment().credited == 0
     assert LedgerEntry.objects.filter(type=EntryType.BONUS).count() == 150
+
+
+@pytest.mark.django_db
+def test_one_clinic_whose_credit_is_refused_does_not_stop_the_others_credits(mailoutbox):
+    from abandonment.services import credit_key
+    from billing.services import credit
+
+    orgs = [make_abandoned_org(hours_ago=50) for _ in range(3)]
+    clash = orgs[1]  # its credit key already holds a different amount: billing refuses it
+    credit(org=clash, amount_pence=500, type=EntryType.BONUS, idempotency_key=credit_key(clash.pk))
+
+    summary = run_abandonment()
+
+    assert summary.sent["3"] == 3
+    assert (summary.credited, summary.failed) == (2, 1)
+    balances = [Wallet.objects.get(org=org).balance_pence for org in orgs]
+    assert balances == [1000, 500, 1000]
+    assert [bonus_count(org) for org in orgs] == [1, 1, 1]
