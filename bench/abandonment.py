@@ -20,40 +20,17 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import bench_database, django_setup  # noqa: E402
+from bench.table import Row, report  # noqa: E402
+
 BENCH_DB = "voxanne_bench_abandonment"
 SIZES = [1_000, 10_000, 100_000]
 PROMISE_ORGS_PER_SECOND = 100 / 5
 TARGET_ORGS_PER_SECOND = 2_000
-
-
-def _point_at_bench_database() -> tuple[str, str]:
-    """Create the bench database and point DATABASE_URL at it; returns (admin url, bench url)."""
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        sys.exit("DATABASE_URL is not set: run `make bench`.")
-    parts = urlsplit(url)
-    bench_url = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    os.environ["DATABASE_URL"] = bench_url
-    os.environ["EMAIL_URL"] = "locmem://"
-    return url, bench_url
-
-
-def _drop_bench_database(admin_url: str) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 class QueryCounter:
@@ -264,17 +241,11 @@ def per_org_pass() -> float:
 
 
 def main(sizes: list[int]) -> int:
-    admin_url, _ = _point_at_bench_database()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voxanne.settings")
-    import django
+    os.environ["EMAIL_URL"] = "locmem://"
+    with bench_database(BENCH_DB):
+        django_setup()
+        from voxanne.tenancy import system_context
 
-    django.setup()
-    from django.core.management import call_command
-
-    from voxanne.tenancy import system_context
-
-    try:
-        call_command("migrate", verbosity=0)
         rows = []
         with system_context("bench"):
             seed(1_000)
@@ -291,32 +262,42 @@ def main(sizes: list[int]) -> int:
                     print(f"N={n}: sent {sent}, failed {summary.failed}", file=sys.stderr)
                     return 1
                 rows += [
-                    (f"N={n:,}: orgs/s (pass {elapsed:.2f} s)", rate, PROMISE_ORGS_PER_SECOND),
-                    (f"N={n:,}: orgs/s vs per-org pass", rate, naive),
-                    (f"N={n:,}: queries, all", queries.count, n),
-                    (
-                        f"N={n:,}: queries, without billing's {summary.credited:,} credits",
-                        queries.count - queries.credits,
-                        n,
+                    Row(
+                        f"abandonment: N={n:,} orgs/s (pass {elapsed:.2f} s, seed {seeded:.1f} s)",
+                        rate,
+                        "orgs/s",
+                        PROMISE_ORGS_PER_SECOND,
+                        "orgs/s original promise",
                     ),
-                    (f"N={n:,}: seed time s (bulk INSERT)", seeded, None),
+                    Row(
+                        f"abandonment: N={n:,} orgs/s vs a per-org pass",
+                        rate,
+                        "orgs/s",
+                        naive,
+                        "orgs/s per-org pass (1,000 orgs)",
+                    ),
+                    Row(
+                        f"abandonment: N={n:,} statements, job's own (credits excluded)",
+                        queries.count - queries.credits,
+                        "queries",
+                        n,
+                        "one per org",
+                    ),
+                    Row(
+                        f"abandonment: N={n:,} statements, all ({summary.credited:,} credits)",
+                        queries.count,
+                        "queries",
+                        n,
+                        "one per org",
+                    ),
                 ]
                 wipe()
-        width = max(len(r[0]) for r in rows)
-        print(f"{'figure':<{width}}  {'value':>12}  {'baseline':>12}  {'ratio':>8}")
-        for figure, value, baseline in rows:
-            ratio = f"{value / baseline:8.2f}" if baseline else f"{'':>8}"
-            base = f"{baseline:12,.1f}" if baseline else f"{'':>12}"
-            print(f"{figure:<{width}}  {value:12,.1f}  {base}  {ratio}")
-        print(
-            "baselines: orgs/s rows vs the original promise (20 orgs/s) and vs a per-org pass "
-            f"measured here on 1,000 orgs ({naive:,.0f} orgs/s); queries vs one per org "
-            "(each credit is one billing transaction of its own). "
-            f"Target: 100,000 orgs at >= {TARGET_ORGS_PER_SECOND:,} orgs/s."
+        report(
+            f"bench/abandonment.py (one pass, locmem email; target: 100,000 orgs at >= "
+            f"{TARGET_ORGS_PER_SECOND:,} orgs/s)",
+            rows,
         )
         return 0
-    finally:
-        _drop_bench_database(admin_url)
 
 
 if __name__ == "__main__":
