@@ -21,40 +21,18 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import bench_database, django_setup  # noqa: E402
+from bench.table import Row, report  # noqa: E402
+
 BENCH_DB = "voxanne_bench_ledger"
 THREADS = 4
 WALLETS = 1_000
 FUNDS_PENCE = 10**12  # never runs out: every debit is 1p
 TARGET_RATIO = 0.5
-
-
-def _point_at_bench_database() -> tuple[str, str]:
-    """Create the bench database and point DATABASE_URL at it; returns (admin url, bench url)."""
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        sys.exit("DATABASE_URL is not set: run `make bench`.")
-    parts = urlsplit(url)
-    bench_url = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    os.environ["DATABASE_URL"] = bench_url
-    return url, bench_url
-
-
-def _drop_bench_database(admin_url: str) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 def make_wallets(n: int) -> list[str]:
@@ -199,19 +177,11 @@ PATHS = {"service": (ServiceThread, service_debit), "raw": (raw_connection, raw_
 
 
 def main() -> int:
-    admin_url, _ = _point_at_bench_database()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voxanne.settings")
-    import django
+    with bench_database(BENCH_DB):
+        django_setup()
+        from billing.reconciliation import reconcile_wallets
+        from voxanne.tenancy import system_context
 
-    django.setup()
-    from django.core.management import call_command
-
-    from bench.table import Row, report
-    from billing.reconciliation import reconcile_wallets
-    from voxanne.tenancy import system_context
-
-    try:
-        call_command("migrate", verbosity=0)
         with system_context("bench"):
             hot = make_wallets(1)
             many = make_wallets(WALLETS)
@@ -263,8 +233,6 @@ def main() -> int:
         if short:
             print(f"below target: {short}", file=sys.stderr)
         return 0
-    finally:
-        _drop_bench_database(admin_url)
 
 
 if __name__ == "__main__":

@@ -15,84 +15,21 @@ Checked afterwards: every clinic has one number and a wallet equal to its ledger
 from __future__ import annotations
 
 import os
-import socket
-import statistics
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.harness import bench_database, django_setup, gunicorn, percentile  # noqa: E402
+from bench.table import Row, report  # noqa: E402
+
 BENCH_DB = "voxanne_bench_provision"
 WORKERS = 4
 CLIENTS = 4
 PROVISIONS = 200
-
-
-def _point_at_bench_database() -> str:
-    import psycopg
-
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        sys.exit("DATABASE_URL is not set: run `make bench`.")
-    parts = urlsplit(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    os.environ["DATABASE_URL"] = urlunsplit(
-        (parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, "")
-    )
-    return url
-
-
-def _drop_bench_database(admin_url: str) -> None:
-    import psycopg
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_gunicorn(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "voxanne.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(WORKERS),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return server, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    server.kill()
-    sys.exit("gunicorn did not start")
 
 
 def _drive(base: str, requests: list[tuple[str, str, str | None]]) -> tuple[float, list[float]]:
@@ -135,27 +72,15 @@ def _drive(base: str, requests: list[tuple[str, str, str | None]]) -> tuple[floa
     return elapsed, latencies
 
 
-def _p(latencies: list[float], q: int) -> float:
-    return statistics.quantiles(latencies, n=100)[q - 1] * 1000
-
-
 def main() -> int:
-    admin_url = _point_at_bench_database()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voxanne.settings")
-    import django
+    with bench_database(BENCH_DB):
+        django_setup()
+        return measure()
 
-    django.setup()
-    import logging
 
-    from django.conf import settings
-    from django.core.management import call_command
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Signing the clinics up is set-up, not the measurement: skip slow password hashing.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def measure() -> int:
     from django.db.models import Sum
 
-    from bench.table import Row, report
     from billing.models import EntryType, LedgerEntry, Wallet
     from billing.services import credit
     from onboarding.models import ManagedPhoneNumber
@@ -166,9 +91,7 @@ def main() -> int:
 
     twilio = TwilioDouble().start()
     vapi = VapiDouble(twilio=twilio).start()
-    server = None
     try:
-        call_command("migrate", verbosity=0)
         with system_context("bench"):
             tokens = []
             for i in range(PROVISIONS):
@@ -184,18 +107,12 @@ def main() -> int:
                     idempotency_key="bench-topup",
                 )
                 tokens.append(tokens_for(signed.user)["access"])
-        env = {
-            **os.environ,
-            **twilio.env(),
-            **vapi.env(),
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_DEBUG": "0",
-        }
-        server, base = _start_gunicorn(env)
         path = "/api/onboarding/provision-number"
-        _drive(base, [("GET", "/healthz", None)] * 200)  # warm-up: imports, connections
-        health_s, health = _drive(base, [("GET", "/healthz", None)] * PROVISIONS)
-        prov_s, prov = _drive(base, [("POST", path, token) for token in tokens])
+        with gunicorn({**os.environ, **twilio.env(), **vapi.env()}, workers=WORKERS) as server:
+            base = server.url
+            _drive(base, [("GET", "/healthz", None)] * 200)  # warm-up: imports, connections
+            health_s, health = _drive(base, [("GET", "/healthz", None)] * PROVISIONS)
+            prov_s, prov = _drive(base, [("POST", path, token) for token in tokens])
 
         with system_context("bench check"):
             numbers = ManagedPhoneNumber.objects.filter(status="active").count()
@@ -220,16 +137,16 @@ def main() -> int:
             ),
             Row(
                 figure="provision: p50 latency",
-                value=_p(prov, 50),
+                value=percentile(prov, 50),
                 unit="ms",
-                baseline=_p(health, 50),
+                baseline=percentile(health, 50),
                 baseline_label=f"ms {label}",
             ),
             Row(
                 figure="provision: p95 latency",
-                value=_p(prov, 95),
+                value=percentile(prov, 95),
                 unit="ms",
-                baseline=_p(health, 95),
+                baseline=percentile(health, 95),
                 baseline_label=f"ms {label}",
             ),
         ]
@@ -240,12 +157,8 @@ def main() -> int:
         )
         return 0
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
         vapi.stop()
         twilio.stop()
-        _drop_bench_database(admin_url)
 
 
 if __name__ == "__main__":
