@@ -113,6 +113,30 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Part `index` of `count` equal ranges of org ids. Shards run at once (one task each, on
+    the worker's processes) together make one pass; the claims keep overlapping runs safe."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError("a shard's index must be in 0..count-1")
+
+    @property
+    def first(self) -> uuid.UUID:
+        return uuid.UUID(int=(2**128 * self.index) // self.count)
+
+    @property
+    def last(self) -> uuid.UUID:
+        return uuid.UUID(int=(2**128 * (self.index + 1)) // self.count - 1)
+
+
+WHOLE = Shard()
+
+
+@dataclass(frozen=True)
 class Candidate:
     org_id: uuid.UUID
     clinic_name: str | None
@@ -134,10 +158,15 @@ class EmailServiceDown(Exception):
 
 
 def run_abandonment(
-    *, now: datetime | None = None, dry_run: bool = False, batch_size: int | None = None
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    shard: Shard = WHOLE,
 ) -> RunSummary:
     """One pass of the job: every abandoned org gets the email now due, email 3 its credit.
 
+    `shard` limits the pass to that shard's orgs (all of them by default).
     `now` evaluates the thresholds as of that instant (claims and sent times stay wall-clock).
     With `dry_run` nothing is written or sent; `sent` counts what would be.
     Never raises for one org's failure (logged, counted in `failed`).
@@ -147,16 +176,16 @@ def run_abandonment(
     summary = RunSummary(dry_run=dry_run)
     with system_context("abandonment"):
         if dry_run:
-            for batch in candidate_batches(now=now, batch_size=batch_size):
+            for batch in candidate_batches(now=now, batch_size=batch_size, shard=shard):
                 summary.candidates += len(batch)
                 for _candidate, sequence in _due(batch, now=now):
                     summary.sent[str(sequence)] += 1
             return summary
         summary.unconfirmed = _settle_stale_claims()
-        creditor = _Creditor(summary, owed=_owed_credits())
+        creditor = _Creditor(summary, owed=_owed_credits(shard))
         sender = _Sender(summary, creditor)
         try:
-            for batch in candidate_batches(now=now, batch_size=batch_size):
+            for batch in candidate_batches(now=now, batch_size=batch_size, shard=shard):
                 summary.candidates += len(batch)
                 sender.send(batch, now=now)
         except EmailServiceDown:
@@ -175,7 +204,7 @@ _CANDIDATES_SQL = """
 WITH orgs AS (
     SELECT o.id, o.clinic_name, o.owner_id
     FROM voxanne_organization o
-    WHERE o.id > %(after)s AND o.onboarding_completed_at IS NULL
+    WHERE o.id > %(after)s AND o.id <= %(last)s AND o.onboarding_completed_at IS NULL
     ORDER BY o.id
     LIMIT %(limit)s
 ), viewed AS MATERIALIZED (
@@ -200,14 +229,16 @@ ORDER BY v.id
 """
 
 
-def candidate_batches(*, now: datetime, batch_size: int) -> Iterator[list[Candidate]]:
+def candidate_batches(
+    *, now: datetime, batch_size: int, shard: Shard = WHOLE
+) -> Iterator[list[Candidate]]:
     """Abandoned orgs, one query per `batch_size` orgs with onboarding not completed.
 
     Abandoned: a payment_viewed event (at or before `now`), no payment_success, onboarding not
     completed, an owner with an email address, not unsubscribed. Each comes with its earliest
     payment view and the highest email it already has (owners and sent emails in the query).
     """
-    after = uuid.UUID(int=0)
+    after = uuid.UUID(int=max(shard.first.int - 1, 0))
     while True:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -216,6 +247,7 @@ def candidate_batches(*, now: datetime, batch_size: int) -> Iterator[list[Candid
                     "viewed": EventName.PAYMENT_VIEWED,
                     "paid": EventName.PAYMENT_SUCCESS,
                     "after": after,
+                    "last": shard.last,
                     "now": now,
                     "limit": batch_size,
                 },
@@ -442,10 +474,15 @@ def _settle_stale_claims() -> int:
     return len(settled)
 
 
-def _owed_credits() -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(row id, org id) of every email 3 handed over whose credit is not recorded yet."""
+def _owed_credits(shard: Shard) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(row id, org id) of every email 3 of the shard handed over whose credit is not recorded."""
     return list(
-        AbandonmentEmail.objects.filter(sequence=Sequence.OBJECTION_KILLER, credit_applied=False)
+        AbandonmentEmail.objects.filter(
+            sequence=Sequence.OBJECTION_KILLER,
+            credit_applied=False,
+            org_id__gte=shard.first,
+            org_id__lte=shard.last,
+        )
         .exclude(state=EmailState.SENDING)
         .order_by("org_id")
         .values_list("id", "org_id")
