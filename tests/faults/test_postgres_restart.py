@@ -41,6 +41,13 @@ def own_postgres(tmp_path):
     try:
         yield server, url
     finally:
+        # The restarted postmaster is not the one pgserver started: stop it by its data dir.
+        pgserver.pg_ctl(
+            ["-w", "-m", "immediate", "stop"],
+            pgdata=server.pgdata,
+            user=server.system_user,
+            timeout=60,
+        )
         server.cleanup()
 
 
