@@ -9,21 +9,10 @@ from __future__ import annotations
 from django.contrib import admin
 
 from abandonment.models import AbandonmentEmail, OptOut
-from voxanne.admin import add_organization_inline
+from voxanne.admin import ReadOnlyAdminMixin, add_organization_inline
 
 
-class _ReadOnly:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class AbandonmentEmailInline(_ReadOnly, admin.TabularInline):
+class AbandonmentEmailInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = AbandonmentEmail
     fields = ["sequence", "state", "recipient", "subject", "sent_at", "credit_applied"]
     readonly_fields = fields
@@ -33,7 +22,7 @@ class AbandonmentEmailInline(_ReadOnly, admin.TabularInline):
     verbose_name_plural = "abandonment emails"
 
 
-class OptOutInline(_ReadOnly, admin.TabularInline):
+class OptOutInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OptOut
     fields = ["email", "created_at"]
     readonly_fields = fields
@@ -49,7 +38,7 @@ add_organization_inline(OptOutInline)
 
 
 @admin.register(AbandonmentEmail)
-class AbandonmentEmailAdmin(_ReadOnly, admin.ModelAdmin):
+class AbandonmentEmailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "org",
         "sequence",
@@ -84,7 +73,7 @@ class AbandonmentEmailAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(OptOut)
-class OptOutAdmin(_ReadOnly, admin.ModelAdmin):
+class OptOutAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["org", "email", "created_at"]
     search_fields = ["email", "org__clinic_name"]
     list_select_related = ["org"]

@@ -24,7 +24,7 @@ from django.views.decorators.csrf import csrf_protect
 from billing import services
 from billing.forms import CreditForm, RefundForm, pounds
 from billing.models import LedgerEntry, Wallet, format_pence
-from voxanne.admin import add_organization_inline
+from voxanne.admin import ReadOnlyAdminMixin, add_organization_inline
 
 REFUND_PERMISSION = "billing.issue_refund"
 CREDIT_PERMISSION = "billing.add_credit"
@@ -58,19 +58,6 @@ def _refund_link(entry: LedgerEntry) -> str:
 
 def _org_url(org_id) -> str:
     return reverse("admin:voxanne_organization_change", args=[org_id])
-
-
-class ReadOnlyAdminMixin:
-    """Rows that only billing/services.py writes: no add, change or delete from admin."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class LedgerColumnsMixin:

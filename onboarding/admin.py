@@ -12,10 +12,10 @@ from onboarding.models import (
     ProvisioningAttempt,
     TwilioSubaccount,
 )
-from voxanne.admin import add_organization_filter, add_organization_inline
+from voxanne.admin import ReadOnlyAdminMixin, add_organization_filter, add_organization_inline
 
 
-class OnboardingEventInline(admin.TabularInline):
+class OnboardingEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The clinic's wizard events, newest first. Telemetry is evidence: nobody edits it."""
 
     model = OnboardingEvent
@@ -28,15 +28,6 @@ class OnboardingEventInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class OnboardingCompletedFilter(admin.SimpleListFilter):
@@ -75,17 +66,6 @@ add_organization_filter(PaymentStepFilter)
 # --- Paid phone-number provisioning: read-only, plus "run the reconciler for this attempt" ---
 
 
-class _ReadOnly:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 ATTEMPT_FIELDS = [
     "id",
     "org",
@@ -113,7 +93,7 @@ ATTEMPT_FIELDS = [
 
 
 @admin.register(ProvisioningAttempt)
-class ProvisioningAttemptAdmin(_ReadOnly, admin.ModelAdmin):
+class ProvisioningAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "org", "state", "phone_number", "error_code", "created_at"]
     list_filter = ["state"]
     search_fields = ["id", "org__clinic_name", "phone_number", "twilio_number_sid"]
@@ -149,7 +129,7 @@ class ProvisioningAttemptAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(ManagedPhoneNumber)
-class ManagedPhoneNumberAdmin(_ReadOnly, admin.ModelAdmin):
+class ManagedPhoneNumberAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["phone_number", "org", "status", "created_at"]
     list_filter = ["status"]
     search_fields = ["phone_number", "org__clinic_name", "twilio_number_sid"]
@@ -169,7 +149,7 @@ class ManagedPhoneNumberAdmin(_ReadOnly, admin.ModelAdmin):
     readonly_fields = fields
 
 
-class ManagedPhoneNumberInline(_ReadOnly, admin.TabularInline):
+class ManagedPhoneNumberInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ManagedPhoneNumber
     fields = ["phone_number", "status", "twilio_number_sid", "vapi_phone_id", "created_at"]
     readonly_fields = fields
@@ -177,7 +157,7 @@ class ManagedPhoneNumberInline(_ReadOnly, admin.TabularInline):
     show_change_link = True
 
 
-class ProvisioningAttemptInline(_ReadOnly, admin.TabularInline):
+class ProvisioningAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ProvisioningAttempt
     fields = [
         "created_at",
@@ -196,7 +176,7 @@ class ProvisioningAttemptInline(_ReadOnly, admin.TabularInline):
     verbose_name_plural = "phone provisioning attempts (newest first)"
 
 
-class TwilioSubaccountInline(_ReadOnly, admin.StackedInline):
+class TwilioSubaccountInline(ReadOnlyAdminMixin, admin.StackedInline):
     """The SID only: the auth token is never shown."""
 
     model = TwilioSubaccount

@@ -26,6 +26,20 @@ def add_organization_filter(list_filter: type[admin.ListFilter] | str) -> None:
         OrganizationAdmin.list_filter = [*OrganizationAdmin.list_filter, list_filter]
 
 
+class ReadOnlyAdminMixin:
+    """Rows only their app's services write (ledger, events, attempts, sent emails): admin
+    may look, never add, change or delete."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class UserInline(admin.TabularInline):
     model = User
     fields = ["email", "is_active", "last_login", "created_at"]
