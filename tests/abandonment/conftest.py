@@ -74,23 +74,9 @@ def smtp_settings(settings, smtp_server):
 
 def subprocess_env(*, email_url: str, **extra: str) -> dict[str, str]:
     """Environment for a child process (a worker, a command) on the TEST database."""
-    import os
-    from urllib.parse import quote
+    from tests.doubles.fixtures import test_process_env
 
-    from django.db import connection
-
-    db = connection.settings_dict
-    auth = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"postgres://{auth}@{host}/{db['NAME']}",
-        EMAIL_URL=email_url,
-        PYTHONUNBUFFERED="1",
-        **extra,
-    )
-    env.pop("TEST_DATABASE_NAME", None)
-    return env
+    return test_process_env(EMAIL_URL=email_url, PYTHONUNBUFFERED="1", **extra)
 
 
 def bulk_abandoned_orgs(count: int, hours_ago: float) -> list:

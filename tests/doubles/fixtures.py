@@ -71,18 +71,25 @@ def test_database_url() -> str:
 test_database_url.__test__ = False  # a helper, not a test
 
 
+def test_process_env(**overrides: str) -> dict[str, str]:
+    """Environment for a child process (gunicorn, a worker, a command) on the test database."""
+    env = {**os.environ, "DATABASE_URL": test_database_url(), **overrides}
+    env.pop("TEST_DATABASE_NAME", None)
+    return env
+
+
+test_process_env.__test__ = False
+
+
 def run_workers(orgs, providers: Providers, fault_at: str) -> list[subprocess.CompletedProcess]:
     """One real worker process per org, in parallel, each provisioning that org's number
     against the test database and the doubles, dying (exit 137) at step `fault_at`."""
-    env = {
-        **os.environ,
+    env = test_process_env(
         **providers.env(),
-        "DATABASE_URL": test_database_url(),
-        "VOXANNE_FAULT_AT": fault_at,
-        "PROVIDER_TIMEOUT_SECONDS": "5",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("TEST_DATABASE_NAME", None)
+        VOXANNE_FAULT_AT=fault_at,
+        PROVIDER_TIMEOUT_SECONDS="5",
+        LOG_LEVEL="WARNING",
+    )
     workers = [
         subprocess.Popen(
             [sys.executable, str(WORKER), str(org.pk)],

@@ -23,7 +23,7 @@ from billing.services import credit
 from onboarding.models import ACTIVE_ATTEMPT_STATES, ManagedPhoneNumber, ProvisioningAttempt
 from onboarding.provisioning import reconcile_stuck_attempts
 from tests.doubles import fixtures
-from tests.doubles.fixtures import lapse_leases, test_database_url
+from tests.doubles.fixtures import lapse_leases, test_process_env
 from tests.factories import access_token, make_org
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,13 +36,7 @@ HOLD_SECONDS = 1.5  # how long the double keeps the step's call open
 @pytest.fixture
 def gunicorn_one_worker(providers):
     """gunicorn with a single sync worker on the test database and the doubles."""
-    env = {
-        **os.environ,
-        **providers.env(),
-        "DATABASE_URL": test_database_url(),
-        "PROVIDER_TIMEOUT_SECONDS": "10",
-    }
-    env.pop("TEST_DATABASE_NAME", None)
+    env = test_process_env(**providers.env(), PROVIDER_TIMEOUT_SECONDS="10")
     with gunicorn(env, workers=1, timeout=120) as server:
         yield server
 

@@ -19,7 +19,7 @@ from bench.harness import gunicorn
 from billing.models import EntryType
 from billing.services import credit
 from tests.doubles import fixtures
-from tests.doubles.fixtures import test_database_url
+from tests.doubles.fixtures import test_process_env
 from tests.factories import access_token, make_agent, make_call, make_org
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,9 +79,7 @@ def run_schemathesis(base_url: str, *headers: str) -> subprocess.CompletedProces
 @pytest.fixture
 def server(providers):
     """gunicorn (2 workers) on the test database, Twilio and Vapi served by the doubles."""
-    env = {**os.environ, **providers.env(), "DATABASE_URL": test_database_url()}
-    env.pop("TEST_DATABASE_NAME", None)
-    with gunicorn(env, workers=2) as running:
+    with gunicorn(test_process_env(**providers.env()), workers=2) as running:
         yield running
 
 
