@@ -154,10 +154,8 @@ def _text_part_prototype(subtype: str, transfer_encoding: str) -> SafeMIMEText:
 
 def _has_long_lines(text: str) -> bool:
     # Over-counts rather than under-counts Django's test (fewer line breaks than str.splitlines).
-    return any(
-        len(line) > RFC5322_EMAIL_LINE_LENGTH_LIMIT
-        for line in text.encode("utf-8", "surrogateescape").splitlines()
-    )
+    lines = text.encode("utf-8", "surrogateescape").splitlines()
+    return max(map(len, lines), default=0) > RFC5322_EMAIL_LINE_LENGTH_LIMIT
 
 
 class AbandonmentMessage(EmailMultiAlternatives):

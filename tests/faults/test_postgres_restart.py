@@ -8,6 +8,7 @@ has its owner and its wallet, every 201 names a clinic that exists).
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,9 @@ from django.conf import settings
 from bench.harness import gunicorn
 
 APP_ROLE = "voxanne_restart"
+# pgserver logs each step at INFO, the last one from an exit hook after pytest closed the
+# stream the log handler writes to ("--- Logging error ---" under a green run).
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 @pytest.fixture
