@@ -138,9 +138,10 @@ class Composer:
         return message
 
 
-# Header values are the same for most emails of a pass (the subjects, the sender): made safe
-# (checked for newlines, RFC 2047-encoded) once per distinct value, not once per email.
-_safe_header = functools.lru_cache(maxsize=4096)(forbid_multi_line_headers)
+# The subjects and the sender repeat across a pass's emails: made safe (checked for newlines,
+# RFC 2047-encoded) once per distinct value. Per-clinic values (address, link) are not kept.
+_REPEATED_HEADERS = frozenset({"Subject", "From"})
+_safe_repeated_header = functools.lru_cache(maxsize=1024)(forbid_multi_line_headers)
 
 
 @functools.cache
@@ -192,7 +193,8 @@ class AbandonmentMessage(EmailMultiAlternatives):
             msg.attach(self._text_part(text, subtype))
 
         def put(name: str, value: str) -> None:
-            Message.__setitem__(msg, *_safe_header(name, str(value), encoding))
+            safe = _safe_repeated_header if name in _REPEATED_HEADERS else forbid_multi_line_headers
+            Message.__setitem__(msg, *safe(name, str(value), encoding))
 
         put("Subject", self.subject)
         put("From", self.extra_headers.get("From", self.from_email))
