@@ -149,7 +149,10 @@ def _text_part_prototype(subtype: str, transfer_encoding: str) -> SafeMIMEText:
     """A text part made by Django, for copying: same headers, any payload of its class."""
     sample = "x" if transfer_encoding == "7bit" else "\u00a3"
     part = SafeMIMEText(sample, subtype, "utf-8")
-    assert part["Content-Transfer-Encoding"] == transfer_encoding
+    if part["Content-Transfer-Encoding"] != transfer_encoding:
+        raise RuntimeError(
+            f"Django no longer sends {transfer_encoding} text as {transfer_encoding}"
+        )
     return part
 
 
@@ -166,8 +169,8 @@ class AbandonmentMessage(EmailMultiAlternatives):
     (setting a charset parses the part's own Content-Type back) and encodes the subject again
     for every email, which made the MIME half of a pass's Python time. This `message()` gives
     the same MIME from parts made once: each text part is a copy of a part Django made for the
-    same subtype and transfer encoding, holding this email's text, and each header value is made
-    safe once per distinct value. Whatever the copies would not reproduce (another charset,
+    same subtype and transfer encoding, holding this email's text, and the subject and sender
+    are made safe once per distinct value. Whatever the copies would not reproduce (another charset,
     attachments, a line over 998 octets, which Django quoted-printable encodes) takes Django's
     own path. Tests hold the bytes equal to Django's for any clinic name and address.
     """
