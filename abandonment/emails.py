@@ -150,9 +150,7 @@ def _text_part_prototype(subtype: str, transfer_encoding: str) -> SafeMIMEText:
     sample = "x" if transfer_encoding == "7bit" else "\u00a3"
     part = SafeMIMEText(sample, subtype, "utf-8")
     if part["Content-Transfer-Encoding"] != transfer_encoding:
-        raise RuntimeError(
-            f"Django no longer sends {transfer_encoding} text as {transfer_encoding}"
-        )
+        raise RuntimeError(f"Django no longer makes this {subtype} part {transfer_encoding}")
     return part
 
 
