@@ -18,6 +18,7 @@ from abandonment.models import AbandonmentEmail, EmailState
 from abandonment.services import run_abandonment
 from billing.models import EntryType, LedgerEntry, Wallet
 from tests.abandonment.conftest import bulk_abandoned_orgs, subprocess_env
+from tests.doubles.fixtures import test_database_url
 from tests.factories import make_abandoned_org, owner_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,14 +73,7 @@ def test_four_concurrent_runs_send_each_email_once_and_credit_once(smtp_settings
 @pytest.fixture
 def wallet_locker():
     """A second database session that can hold an org's wallet row locked."""
-    db = connection.settings_dict
-    conn = psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname=db["NAME"],
-    )
+    conn = psycopg.connect(test_database_url())
     conn.execute("SELECT set_config('app.system', 'on', false)")
     yield conn
     conn.close()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -60,12 +60,15 @@ WORKER = Path(__file__).resolve().parents[1] / "onboarding" / "provision_worker.
 
 
 def test_database_url() -> str:
-    """A URL for the test database (what this process's Django connection points at)."""
+    """A URL for the test database (what this process's Django connection points at).
+
+    DATABASE_URL with the test database's name: its query keeps what the settings hold outside
+    HOST/PORT (the embedded server's `?host=<socket dir>`).
+    """
     from django.db import connection
 
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
 
 
 test_database_url.__test__ = False  # a helper, not a test

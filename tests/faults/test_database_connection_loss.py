@@ -13,18 +13,11 @@ import time
 import httpx
 import psycopg
 import pytest
-from django.db import connection
 
+from tests.doubles.fixtures import test_database_url
 from tests.factories import access_token, make_call, make_org
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _dsn() -> str:
-    s = connection.settings_dict
-    return psycopg.conninfo.make_conninfo(
-        dbname=s["NAME"], user=s["USER"], host=s["HOST"] or None, port=s["PORT"] or None
-    )
 
 
 def _backend_waiting_on_a_lock(admin: psycopg.Connection, timeout: float = 10.0) -> int:
@@ -50,7 +43,10 @@ def test_request_in_flight_when_its_connection_dies_gets_a_clean_503_then_servic
     assert httpx.get(url, headers=headers, timeout=10).status_code == 200
 
     answers: list[httpx.Response] = []
-    with psycopg.connect(_dsn(), autocommit=True) as admin, psycopg.connect(_dsn()) as locker:
+    with (
+        psycopg.connect(test_database_url(), autocommit=True) as admin,
+        psycopg.connect(test_database_url()) as locker,
+    ):
         locker.execute("LOCK TABLE voxanne_call IN ACCESS EXCLUSIVE MODE")
         request = threading.Thread(
             target=lambda: answers.append(httpx.get(url, headers=headers, timeout=30))
