@@ -329,27 +329,44 @@ def _api_error_for(exc: TelephonyError) -> ApiError:
     return ProvisioningFailed()
 
 
-def _subaccount_name(org: Organization) -> str:
-    clinic = (org.clinic_name or f"Clinic {str(org.pk)[:8]}").strip()
-    return f"Voxanne - {clinic}"[:64]
+def subaccount_name(org_id: uuid.UUID) -> str:
+    """The org's Twilio subaccount FriendlyName: finds it again after a crash (as numbers are
+    found by theirs), so a process that dies before recording its subaccount orphans none."""
+    return f"voxanne-org-{org_id.hex}"
+
+
+def _store_subaccount(
+    attempt: ProvisioningAttempt, token: uuid.UUID, found: telephony.Subaccount
+) -> TwilioSubaccount:
+    with transaction.atomic(durable=True):
+        subaccount = TwilioSubaccount.objects.create(
+            org_id=attempt.org_id,
+            account_sid=found.sid,
+            friendly_name=found.friendly_name,
+            auth_token_encrypted=TwilioSubaccount.encrypt(found.auth_token),
+        )
+        _record(attempt, token, subaccount_sid=found.sid, subaccount_at=timezone.now())
+    return subaccount
+
+
+def _unrecorded_subaccount(org_id: uuid.UUID) -> telephony.Subaccount | None:
+    """The org's subaccount at Twilio that a dead process created but never recorded."""
+    found = telephony.find_subaccounts_named(friendly_name=subaccount_name(org_id))
+    if len(found) > 1:  # never expected: one active attempt per org creates at most one
+        logger.warning("org %s has %d unrecorded Twilio subaccounts", org_id, len(found))
+    return found[0] if found else None
 
 
 def _ensure_subaccount(attempt: ProvisioningAttempt, token: uuid.UUID) -> TwilioSubaccount:
     subaccount = TwilioSubaccount.objects.for_org(attempt.org_id).first()
-    if subaccount is None:
-        name = _subaccount_name(attempt.org)
-        created = telephony.create_subaccount(friendly_name=name)
-        with transaction.atomic(durable=True):
-            subaccount = TwilioSubaccount.objects.create(
-                org_id=attempt.org_id,
-                account_sid=created.sid,
-                friendly_name=name,
-                auth_token_encrypted=TwilioSubaccount.encrypt(created.auth_token),
-            )
-            _record(attempt, token, subaccount_sid=created.sid, subaccount_at=timezone.now())
-    else:
+    if subaccount is not None:
         _record(attempt, token, subaccount_sid=subaccount.account_sid, subaccount_at=timezone.now())
-    return subaccount
+        return subaccount
+    found = _unrecorded_subaccount(attempt.org_id)
+    if found is None:
+        found = telephony.create_subaccount(friendly_name=subaccount_name(attempt.org_id))
+        _fault_point("subaccount_unrecorded")
+    return _store_subaccount(attempt, token, found)
 
 
 def _buy(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSubaccount) -> None:
@@ -532,6 +549,10 @@ def _claim(attempt_id: uuid.UUID | str) -> uuid.UUID | None:
 
 def _recover_unrecorded(attempt: ProvisioningAttempt, token: uuid.UUID) -> None:
     """Find provider results a dead process never wrote down (by FriendlyName, by number)."""
+    if not attempt.subaccount_sid and not TwilioSubaccount.objects.for_org(attempt.org_id).exists():
+        found = _unrecorded_subaccount(attempt.org_id)
+        if found is not None:  # kept for the org's next attempt, which would look for it anyway
+            _store_subaccount(attempt, token, found)
     if attempt.subaccount_sid and not attempt.twilio_number_sid:
         found = telephony.find_numbers_named(
             subaccount_sid=attempt.subaccount_sid, friendly_name=attempt.number_friendly_name

@@ -152,6 +152,19 @@ def create_subaccount(*, friendly_name: str) -> Subaccount:
     return Subaccount(sid=account.sid, auth_token=account.auth_token, friendly_name=friendly_name)
 
 
+def find_subaccounts_named(*, friendly_name: str) -> list[Subaccount]:
+    """Active subaccounts whose FriendlyName is exactly `friendly_name`."""
+    with _calling("list subaccounts"):
+        found = _client().api.v2010.accounts.list(
+            friendly_name=friendly_name, status="active", limit=20
+        )
+    return [
+        Subaccount(sid=a.sid, auth_token=a.auth_token, friendly_name=a.friendly_name)
+        for a in found
+        if a.friendly_name == friendly_name and a.sid != settings.TWILIO_MASTER_ACCOUNT_SID
+    ]
+
+
 def search_local_numbers(
     *, subaccount_sid: str, country: str, area_code: str | None, limit: int = 5
 ) -> list[str]:

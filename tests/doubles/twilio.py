@@ -122,6 +122,8 @@ class TwilioDouble(FaultyDouble):
 
         if path == "/Accounts.json" and request.method == "POST":
             return self._step("create_account") or self._create_account(request)
+        if path == "/Accounts.json" and request.method == "GET":
+            return self._step("list_accounts") or self._list_accounts(request)
         match = re.fullmatch(r"/Accounts/(AC\w+)\.json", path)
         if match and request.method == "GET":
             if not self._may_use(caller, match[1]):
@@ -176,6 +178,18 @@ class TwilioDouble(FaultyDouble):
                 "status": "active",
             }
         return Reply(201, self._account_json(sid))
+
+    def _list_accounts(self, request: Request) -> Reply:
+        """The master and its subaccounts, filtered by FriendlyName and Status as Twilio does."""
+        name, status = request.query.get("FriendlyName"), request.query.get("Status")
+        with self.lock:
+            records = [
+                self._account_json(sid)
+                for sid in [self.master_sid, *self.accounts]
+                if (name is None or self._account_json(sid)["friendly_name"] == name)
+                and (status is None or self._account_json(sid)["status"] == status)
+            ]
+        return Reply(200, _page("accounts", request.path, records))
 
     def _search(self, request: Request, account_sid: str, country: str) -> Reply:
         area = request.query.get("AreaCode") or "415"

@@ -11,13 +11,14 @@ from django.db.models import Sum
 
 from billing.models import EntryType, LedgerEntry, Wallet
 from billing.services import credit
+from onboarding import telephony
 from onboarding.models import (
     AttemptState,
     ManagedPhoneNumber,
     ProvisioningAttempt,
     TwilioSubaccount,
 )
-from onboarding.provisioning import reconcile_stuck_attempts
+from onboarding.provisioning import reconcile_stuck_attempts, subaccount_name
 from tests.doubles import fixtures
 from tests.doubles.fixtures import lapse_leases
 from tests.doubles.server import Reply
@@ -93,9 +94,9 @@ def test_new_number_is_200_in_e164_stored_with_its_credentials_for_exactly_1000(
     assert number.phone_number == body["phoneNumber"]
     assert number.status == ManagedPhoneNumber.Status.ACTIVE
     subaccount = TwilioSubaccount.objects.get(org=org)
-    assert subaccount.friendly_name == "Voxanne - Smile Dental"
+    assert subaccount.friendly_name == f"voxanne-org-{org.pk.hex}"
     twilio_side = {a["sid"]: a for a in providers.twilio.subaccounts()}[subaccount.account_sid]
-    assert twilio_side["friendly_name"] == "Voxanne - Smile Dental"
+    assert twilio_side["friendly_name"] == subaccount.friendly_name
     assert twilio_side["auth_token"] not in subaccount.auth_token_encrypted
     assert subaccount.auth_token == twilio_side["auth_token"]
     owned = providers.twilio.owned_numbers(subaccount.account_sid)
@@ -343,3 +344,21 @@ def test_a_step_that_times_out_is_refunded_now_and_undone_when_it_completes_late
     assert result.outcome == "refunded"
     assert providers.twilio.owned_numbers() == [] and providers.vapi.imported_numbers() == []
     assert_refunded_in_full(api, org)
+
+
+def test_a_subaccount_created_for_the_org_but_never_recorded_is_used_not_duplicated(api, providers):
+    """A process died between Twilio creating the org's subaccount and our commit: the next
+    attempt finds it by its name instead of leaving it orphaned beside a second one."""
+    org = funded_org()
+    orphan = telephony.create_subaccount(friendly_name=subaccount_name(org.pk))
+    telephony.create_subaccount(friendly_name=subaccount_name(make_org("Other").pk))
+
+    response = provision(api, org)
+
+    assert response.status_code == 200, response.content
+    subaccount = TwilioSubaccount.objects.get(org=org)
+    assert (subaccount.account_sid, subaccount.auth_token) == (orphan.sid, orphan.auth_token)
+    assert len(providers.twilio.subaccounts()) == 2  # the orphan and the other org's, no third
+    [number] = providers.twilio.owned_numbers()
+    assert number["account_sid"] == orphan.sid
+    assert balance(org) == 4000

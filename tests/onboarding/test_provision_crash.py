@@ -14,6 +14,7 @@ from onboarding.models import (
     AttemptState,
     ManagedPhoneNumber,
     ProvisioningAttempt,
+    TwilioSubaccount,
 )
 from onboarding.provisioning import reconcile_stuck_attempts
 from tests.doubles import fixtures
@@ -39,6 +40,8 @@ def assert_consistent(org, providers) -> None:
     }
     assert set(providers.vapi.imports) == {n.vapi_phone_id for n in ours}
     assert wallet.balance_pence == START - 1000 * ours.count()
+    recorded = TwilioSubaccount.objects.filter(org=org).values_list("account_sid", flat=True)
+    assert {a["sid"] for a in providers.twilio.subaccounts()} == set(recorded)
 
 
 FINISHED, REFUNDED = "finished", "refunded"
@@ -48,6 +51,7 @@ FINISHED, REFUNDED = "finished", "refunded"
     "fault_at,expected",
     [
         ("after_hold", REFUNDED),
+        ("subaccount_unrecorded", REFUNDED),  # created, SID never written: found by name
         ("after_subaccount", REFUNDED),
         ("purchase_unrecorded", REFUNDED),  # bought, SID never written: found by FriendlyName
         ("after_purchase", REFUNDED),
@@ -84,7 +88,7 @@ def test_a_worker_killed_at_each_step_is_finished_or_refunded_by_the_reconciler(
             attempt.number_friendly_name
         ]
     assert providers.twilio.calls["buy"] == (
-        0 if fault_at in ("after_hold", "after_subaccount") else 1
+        0 if fault_at in ("after_hold", "subaccount_unrecorded", "after_subaccount") else 1
     )
     lapse_leases()
     assert reconcile_stuck_attempts() == []  # nothing left to do
