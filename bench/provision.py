@@ -7,8 +7,8 @@ Works in a database of its own (created next to DATABASE_URL's, dropped at the e
 gunicorn (WORKERS sync workers) against it with Twilio and Vapi served by the zero-latency
 doubles of tests/doubles, funds PROVISIONS clinics, then CLIENTS client threads each POST
 /api/onboarding/provision-number for their own clinics (every request a full paid
-provisioning: hold, subaccount (looked up, then created), search, buy, import, settle: 6
-provider calls, ~20 statements). The baseline is the same gunicorn answering /healthz to the
+provisioning: hold, subaccount, search, buy, import, settle: 5 provider calls, ~20
+statements). The baseline is the same gunicorn answering /healthz to the
 same client threads. Checked afterwards: every clinic has one number and a wallet equal to its ledger.
 """
 

@@ -362,7 +362,9 @@ def _ensure_subaccount(attempt: ProvisioningAttempt, token: uuid.UUID) -> Twilio
     if subaccount is not None:
         _record(attempt, token, subaccount_sid=subaccount.account_sid, subaccount_at=timezone.now())
         return subaccount
-    found = _unrecorded_subaccount(attempt.org_id)
+    # Only an earlier attempt can have left one behind: the org's first skips the lookup.
+    earlier = ProvisioningAttempt.objects.filter(org_id=attempt.org_id).exclude(pk=attempt.pk)
+    found = _unrecorded_subaccount(attempt.org_id) if earlier.exists() else None
     if found is None:
         found = telephony.create_subaccount(friendly_name=subaccount_name(attempt.org_id))
         _fault_point("subaccount_unrecorded")

@@ -183,12 +183,13 @@ class TwilioDouble(FaultyDouble):
         """The master and its subaccounts, filtered by FriendlyName and Status as Twilio does."""
         name, status = request.query.get("FriendlyName"), request.query.get("Status")
         with self.lock:
-            records = [
-                self._account_json(sid)
-                for sid in [self.master_sid, *self.accounts]
-                if (name is None or self._account_json(sid)["friendly_name"] == name)
-                and (status is None or self._account_json(sid)["status"] == status)
-            ]
+            accounts = [self._account_json(sid) for sid in [self.master_sid, *self.accounts]]
+        records = [
+            account
+            for account in accounts
+            if (name is None or account["friendly_name"] == name)
+            and (status is None or account["status"] == status)
+        ]
         return Reply(200, _page("accounts", request.path, records))
 
     def _search(self, request: Request, account_sid: str, country: str) -> Reply:

@@ -346,19 +346,34 @@ def test_a_step_that_times_out_is_refunded_now_and_undone_when_it_completes_late
     assert_refunded_in_full(api, org)
 
 
-def test_a_subaccount_created_for_the_org_but_never_recorded_is_used_not_duplicated(api, providers):
-    """A process died between Twilio creating the org's subaccount and our commit: the next
-    attempt finds it by its name instead of leaving it orphaned beside a second one."""
-    org = funded_org()
-    orphan = telephony.create_subaccount(friendly_name=subaccount_name(org.pk))
+def test_a_subaccount_twilio_creates_after_we_stopped_waiting_is_used_not_duplicated(
+    api, providers, settings
+):
+    """Twilio creates the org's subaccount after our call timed out, and after the reconciler
+    looked for it: the clinic's next attempt finds it by name instead of creating a second."""
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.3
+    org = funded_org(5000)
+    providers.twilio.delay("create_account", 1.0)
+
+    assert provision(api, org).status_code == 503
+    lapse_leases()
+    reconcile_stuck_attempts()  # too early: Twilio has not created it yet
+    deadline = time.monotonic() + 3
+    while not providers.twilio.subaccounts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [late] = providers.twilio.subaccounts()
+    assert late["friendly_name"] == subaccount_name(org.pk)
+    assert not TwilioSubaccount.objects.filter(org=org).exists()
+    assert balance(org) == 5000
+    providers.twilio.heal()
     telephony.create_subaccount(friendly_name=subaccount_name(make_org("Other").pk))
 
     response = provision(api, org)
 
     assert response.status_code == 200, response.content
     subaccount = TwilioSubaccount.objects.get(org=org)
-    assert (subaccount.account_sid, subaccount.auth_token) == (orphan.sid, orphan.auth_token)
-    assert len(providers.twilio.subaccounts()) == 2  # the orphan and the other org's, no third
+    assert (subaccount.account_sid, subaccount.auth_token) == (late["sid"], late["auth_token"])
+    assert len(providers.twilio.subaccounts()) == 2  # the late one and the other org's: no third
     [number] = providers.twilio.owned_numbers()
-    assert number["account_sid"] == orphan.sid
+    assert number["account_sid"] == late["sid"]
     assert balance(org) == 4000
