@@ -43,6 +43,14 @@ def providers(settings):
         twilio.stop()
 
 
+def assert_twilio_holds_only_recorded_subaccounts(org, providers: Providers) -> None:
+    """Nothing orphaned at Twilio: every subaccount the double holds is one we recorded."""
+    from onboarding.models import TwilioSubaccount
+
+    recorded = TwilioSubaccount.objects.filter(org=org).values_list("account_sid", flat=True)
+    assert {a["sid"] for a in providers.twilio.subaccounts()} == set(recorded)
+
+
 def lapse_leases() -> int:
     """Time passes: every active provisioning attempt's lease lapses (its driver is gone)."""
     from datetime import timedelta

@@ -20,15 +20,14 @@ from django.db.models import Sum
 from bench.harness import gunicorn
 from billing.models import EntryType, LedgerEntry, Wallet
 from billing.services import credit
-from onboarding.models import (
-    ACTIVE_ATTEMPT_STATES,
-    ManagedPhoneNumber,
-    ProvisioningAttempt,
-    TwilioSubaccount,
-)
+from onboarding.models import ACTIVE_ATTEMPT_STATES, ManagedPhoneNumber, ProvisioningAttempt
 from onboarding.provisioning import reconcile_stuck_attempts
 from tests.doubles import fixtures
-from tests.doubles.fixtures import lapse_leases, test_process_env
+from tests.doubles.fixtures import (
+    assert_twilio_holds_only_recorded_subaccounts,
+    lapse_leases,
+    test_process_env,
+)
 from tests.factories import access_token, make_org
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,7 +111,7 @@ def test_worker_sigkilled_mid_provision_leaves_money_and_providers_in_agreement(
         n.twilio_number_sid for n in ours
     }
     assert set(providers.vapi.imports) == {n.vapi_phone_id for n in ours}
-    assert_no_orphan_subaccount(org, providers)
+    assert_twilio_holds_only_recorded_subaccounts(org, providers)
     # The service answers again (the master replaced the worker), and a retry is served.
     wait_until(lambda: len(server.worker_pids()) == 1)
     retry = httpx.post(
@@ -124,11 +123,5 @@ def test_worker_sigkilled_mid_provision_leaves_money_and_providers_in_agreement(
     assert retry.status_code == 200
     assert Wallet.objects.get(org=org).balance_pence == START - 1000
     assert len(providers.twilio.owned_numbers()) == 1
-    assert_no_orphan_subaccount(org, providers)
+    assert_twilio_holds_only_recorded_subaccounts(org, providers)
     assert len(providers.twilio.subaccounts()) == 1
-
-
-def assert_no_orphan_subaccount(org, providers) -> None:
-    """Every subaccount Twilio holds is one we recorded (a dead worker's is found by name)."""
-    recorded = TwilioSubaccount.objects.filter(org=org).values_list("account_sid", flat=True)
-    assert {a["sid"] for a in providers.twilio.subaccounts()} == set(recorded)

@@ -14,11 +14,14 @@ from onboarding.models import (
     AttemptState,
     ManagedPhoneNumber,
     ProvisioningAttempt,
-    TwilioSubaccount,
 )
 from onboarding.provisioning import reconcile_stuck_attempts
 from tests.doubles import fixtures
-from tests.doubles.fixtures import lapse_leases, run_workers
+from tests.doubles.fixtures import (
+    assert_twilio_holds_only_recorded_subaccounts,
+    lapse_leases,
+    run_workers,
+)
 from tests.doubles.server import Reply
 from tests.factories import make_org
 
@@ -40,8 +43,7 @@ def assert_consistent(org, providers) -> None:
     }
     assert set(providers.vapi.imports) == {n.vapi_phone_id for n in ours}
     assert wallet.balance_pence == START - 1000 * ours.count()
-    recorded = TwilioSubaccount.objects.filter(org=org).values_list("account_sid", flat=True)
-    assert {a["sid"] for a in providers.twilio.subaccounts()} == set(recorded)
+    assert_twilio_holds_only_recorded_subaccounts(org, providers)
 
 
 FINISHED, REFUNDED = "finished", "refunded"
