@@ -37,7 +37,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.services import InsufficientFunds, hold_for_provisioning, lock_wallet, release_hold
-from onboarding import telephony, vapi
+from onboarding import telephony
 from onboarding.models import (
     ACTIVE_ATTEMPT_STATES,
     AttemptState,
@@ -54,10 +54,16 @@ from onboarding.telephony import (
     RegulatoryRequirement,
     TelephonyError,
 )
+from voice import vapi
 from voxanne.errors import ApiError, Conflict, Unprocessable
 from voxanne.models import Organization
 
 logger = logging.getLogger(__name__)
+
+# What a provider step can raise: Twilio's errors and Vapi's, each mapped at its boundary.
+PROVIDER_ERRORS = (TelephonyError, vapi.VapiError)
+# Worth retrying now: the provider answered "not now" (5xx, 429), not "no".
+TRANSIENT_ERRORS = (ProviderUnavailable, vapi.VapiUnavailable)
 
 UNDO_TRIES = 3
 UNDO_FIRST_DELAY_SECONDS = 0.1
@@ -297,11 +303,11 @@ def _drive(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
     except _LeaseLost:
         logger.warning("provisioning attempt %s was taken over by the reconciler", attempt.pk)
         raise ProvisioningInProgress() from None
-    except TelephonyError as exc:
+    except PROVIDER_ERRORS as exc:
         error = _api_error_for(exc)
         # Without an answer the provider may still finish the step: refund now, and leave the
         # attempt for the reconciler to look for (and undo) what completes late.
-        recheck = isinstance(exc, OutcomeUnknown)
+        recheck = isinstance(exc, (OutcomeUnknown, vapi.VapiOutcomeUnknown))
         _compensate(attempt, token, error=error, detail=exc.detail, recheck_later=recheck)
         raise error from None
     except Exception as exc:
@@ -315,12 +321,12 @@ def _drive(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
         raise error from None
 
 
-def _api_error_for(exc: TelephonyError) -> ApiError:
+def _api_error_for(exc: TelephonyError | vapi.VapiError) -> ApiError:
     if isinstance(exc, NoNumbersAvailable):
         return NoNumbersInArea()
     if isinstance(exc, RegulatoryRequirement):
         return RegulatoryBundleRequired()
-    if isinstance(exc, NotConfigured):
+    if isinstance(exc, (NotConfigured, vapi.VapiNotConfigured)):
         logger.critical(
             "ALERT: a provider refused our credentials (Twilio 20003 or Vapi 401): %s",
             exc.detail,
@@ -454,7 +460,7 @@ def _with_retries(action: Callable[[], _T], *, what: str) -> _T:
     for attempt_number in range(1, UNDO_TRIES + 1):
         try:
             return action()
-        except ProviderUnavailable:
+        except TRANSIENT_ERRORS:
             if attempt_number == UNDO_TRIES:
                 raise
             logger.warning("%s failed (try %d); retrying in %.1fs", what, attempt_number, delay)
@@ -477,7 +483,7 @@ def _undo_provider_side(attempt: ProvisioningAttempt) -> bool:
                 ),
                 what="twilio release",
             )
-    except TelephonyError as exc:
+    except PROVIDER_ERRORS as exc:
         logger.error("undo of provisioning attempt %s incomplete: %s", attempt.pk, exc.detail)
         return False
     return True
@@ -599,7 +605,7 @@ def reconcile_attempt(*, attempt_id: uuid.UUID | str) -> Reconciled | None:
         _mark_reconciled(attempt)
         outcome = "refunded" if attempt.state == AttemptState.FAILED else "retry_later"
         return Reconciled(attempt.pk, outcome)
-    except (TelephonyError, _LeaseLost) as exc:
+    except (*PROVIDER_ERRORS, _LeaseLost) as exc:
         logger.warning("reconciling attempt %s must wait: %r", attempt_id, exc)
         ProvisioningAttempt.objects.filter(pk=attempt_id, lease_token=token).update(
             lease_token=None, lease_expires_at=timezone.now()

@@ -11,9 +11,10 @@ from django.utils import timezone
 from billing import services as billing_services
 from billing.models import EntryType, LedgerEntry
 from onboarding.models import OnboardingEvent
+from voice.models import Agent, Call
 from voxanne import services
 from voxanne.auth import tokens_for
-from voxanne.models import Agent, Call, Organization, User
+from voxanne.models import Organization, User
 
 PASSWORD = "correct-horse-battery-staple"
 _counter = itertools.count(1)

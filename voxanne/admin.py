@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from voxanne.models import Agent, Call, Organization, User
+from voxanne.models import Organization, User
 
 
 def add_organization_inline(inline: type[admin.options.InlineModelAdmin]) -> None:
@@ -101,28 +101,3 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "organization", "password1", "password2"]})
     ]
-
-
-@admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
-    list_display = ["name", "org", "persona", "voice", "is_active", "created_at"]
-    list_filter = ["is_active"]
-    search_fields = ["name", "org__clinic_name"]
-    readonly_fields = ["id", "created_at", "updated_at"]
-
-
-@admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "org",
-        "direction",
-        "caller_number",
-        "status",
-        "started_at",
-        "duration_seconds",
-    ]
-    list_filter = ["direction", "status"]
-    search_fields = ["caller_number", "org__clinic_name"]
-    readonly_fields = ["id", "created_at", "updated_at"]
-    date_hierarchy = "started_at"

@@ -1,4 +1,4 @@
-"""The core's data: clinics (organizations), their staff (users), agents and calls."""
+"""The core's data: clinics (organizations) and their staff (users)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.db.models import Q
-
-from voxanne.tenancy import TenantQuerySet
 
 
 class TimestampedModel(models.Model):
@@ -92,52 +90,3 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
-
-
-class Agent(TimestampedModel):
-    """A voice agent configured for a clinic."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="agents")
-    name = models.CharField(max_length=200)
-    persona = models.CharField(max_length=100, blank=True)
-    voice = models.CharField(max_length=100, blank=True)
-    vapi_assistant_id = models.CharField(max_length=100, blank=True)
-    is_active = models.BooleanField(default=True)
-
-    objects = TenantQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["org", "-created_at"], name="agent_org_created_idx")]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Call(TimestampedModel):
-    """One call handled by a clinic's voice agent."""
-
-    class Direction(models.TextChoices):
-        INBOUND = "inbound"
-        OUTBOUND = "outbound"
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="calls")
-    agent = models.ForeignKey(
-        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
-    )
-    direction = models.CharField(
-        max_length=10, choices=Direction.choices, default=Direction.INBOUND
-    )
-    caller_number = models.CharField(max_length=32, blank=True)
-    status = models.CharField(max_length=32, default="completed")
-    started_at = models.DateTimeField()
-    duration_seconds = models.PositiveIntegerField(default=0)
-    summary = models.TextField(blank=True)
-
-    objects = TenantQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-started_at"]
-        indexes = [models.Index(fields=["org", "-started_at"], name="call_org_started_idx")]

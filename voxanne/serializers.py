@@ -5,8 +5,6 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
 from voxanne.auth import ORG_CLAIM
-from voxanne.models import Agent, Call
-from voxanne.pagination import PaginationSerializer
 
 
 class SignupSerializer(serializers.Serializer):
@@ -40,37 +38,3 @@ class ClinicTokenSerializer(TokenObtainPairSerializer):
         token = super().get_token(user)
         token[ORG_CLAIM] = str(user.organization_id)
         return token
-
-
-class AgentSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Agent
-        fields = ["id", "name", "persona", "voice", "is_active", "created_at", "updated_at"]
-
-
-class CallSerializer(serializers.ModelSerializer):
-    agent_id = serializers.UUIDField(allow_null=True)
-
-    class Meta:
-        model = Call
-        fields = [
-            "id",
-            "agent_id",
-            "direction",
-            "caller_number",
-            "status",
-            "started_at",
-            "duration_seconds",
-            "summary",
-            "created_at",
-        ]
-
-
-class AgentListSerializer(serializers.Serializer):
-    agents = AgentSerializer(many=True)
-    pagination = PaginationSerializer()
-
-
-class CallListSerializer(serializers.Serializer):
-    calls = CallSerializer(many=True)
-    pagination = PaginationSerializer()

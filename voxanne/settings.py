@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "voxanne",
     "billing",
+    "voice",
     "onboarding",
     "abandonment",
 ]

@@ -1,4 +1,4 @@
-"""Core endpoints: signup and tokens, calls and agents, health."""
+"""Core endpoints: signup and tokens, health."""
 
 from __future__ import annotations
 
@@ -17,18 +17,12 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from voxanne import services
 from voxanne.auth import AuthRateThrottle, tokens_for
 from voxanne.errors import InvalidCredentials, error_responses
-from voxanne.models import Agent, Call
-from voxanne.pagination import PageParams, paginate
 from voxanne.serializers import (
-    AgentListSerializer,
-    AgentSerializer,
-    CallListSerializer,
-    CallSerializer,
     ClinicTokenSerializer,
     SignupResponseSerializer,
     SignupSerializer,
 )
-from voxanne.tenancy import get_for_org, system_context
+from voxanne.tenancy import system_context
 
 logger = logging.getLogger(__name__)
 
@@ -75,42 +69,6 @@ class RefreshView(TokenRefreshView):
     @extend_schema(responses={200: None, **error_responses(400, 401, 429)})
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
-
-
-class AgentListView(APIView):
-    @extend_schema(
-        operation_id="agents_list",
-        parameters=[PageParams],
-        responses={200: AgentListSerializer, **error_responses(400, 401)},
-    )
-    def get(self, request):
-        items, pagination = paginate(Agent.objects.for_org(request.org), request.query_params)
-        return Response(
-            {"agents": AgentSerializer(items, many=True).data, "pagination": pagination}
-        )
-
-
-class AgentDetailView(APIView):
-    @extend_schema(responses={200: AgentSerializer, **error_responses(401, 404)})
-    def get(self, request, agent_id: str):
-        return Response(AgentSerializer(get_for_org(Agent.objects, request.org, agent_id)).data)
-
-
-class CallListView(APIView):
-    @extend_schema(
-        operation_id="calls_list",
-        parameters=[PageParams],
-        responses={200: CallListSerializer, **error_responses(400, 401)},
-    )
-    def get(self, request):
-        items, pagination = paginate(Call.objects.for_org(request.org), request.query_params)
-        return Response({"calls": CallSerializer(items, many=True).data, "pagination": pagination})
-
-
-class CallDetailView(APIView):
-    @extend_schema(responses={200: CallSerializer, **error_responses(401, 404)})
-    def get(self, request, call_id: str):
-        return Response(CallSerializer(get_for_org(Call.objects, request.org, call_id)).data)
 
 
 def healthz(request):

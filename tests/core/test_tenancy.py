@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from tests.factories import auth_header, make_agent, make_call, make_org
-from voxanne.models import Call
+from voice.models import Call
 from voxanne.tenancy import deny_context, org_context
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ from django.urls import include, path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from voice.models import Call
 from voxanne.errors import ApiError, Conflict, Unprocessable
-from voxanne.models import Call
 from voxanne.urls import urlpatterns as real_urlpatterns
 
 

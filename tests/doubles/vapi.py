@@ -2,7 +2,8 @@
 
 With a TwilioDouble attached, an import is refused unless the number really is owned by that
 Twilio account and the auth token is that account's (so a wrong or garbled token shows up).
-Steps for `fail()` / `delay()`: import, list, delete.
+Lists page as Vapi's do: newest first, `limit` rows (default 100), filtered by `createdAtLe` /
+`createdAtLt`. Steps for `fail()` / `delay()`: import, list, delete.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from datetime import UTC, datetime
 
 from tests.doubles.server import FaultyDouble, Reply, Request
 from tests.doubles.twilio import TwilioDouble
@@ -45,13 +47,22 @@ class VapiDouble(FaultyDouble):
         if request.path == "/phone-number" and request.method == "POST":
             return self._switches("import") or self._import(request)
         if request.path == "/phone-number" and request.method == "GET":
-            with self.lock:
-                rows = list(self.imports.values())
-            return self._switches("list") or Reply(200, rows)
+            return self._switches("list") or self._list(request)
         match = re.fullmatch(r"/phone-number/([\w-]+)", request.path)
         if match and request.method == "DELETE":
             return self._switches("delete") or self._delete(match[1])
         return Reply(404, {"message": "Cannot find route", "statusCode": 404})
+
+    def _list(self, request: Request) -> Reply:
+        with self.lock:
+            rows = list(self.imports.values())
+        rows.reverse()  # newest first; rows of one instant keep a stable order
+        rows.sort(key=lambda row: row["createdAt"], reverse=True)
+        if "createdAtLe" in request.query:
+            rows = [row for row in rows if row["createdAt"] <= request.query["createdAtLe"]]
+        if "createdAtLt" in request.query:
+            rows = [row for row in rows if row["createdAt"] < request.query["createdAtLt"]]
+        return Reply(200, rows[: int(request.query.get("limit", 100))])
 
     def _import(self, request: Request) -> Reply:
         body = request.json()
@@ -80,6 +91,7 @@ class VapiDouble(FaultyDouble):
                 "name": body.get("name"),
                 "twilioAccountSid": body.get("twilioAccountSid"),
                 "status": "active",
+                "createdAt": datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
             }
             self.imports[phone_id] = row
         return Reply(201, row)
