@@ -47,9 +47,9 @@ WIZARD_EVENTS = [
 
 def flaky_doubles():
     """Twilio and Vapi doubles whose buy and import calls fail at random, FAILURE_RATE each."""
-    from tests.doubles import TwilioDouble, VapiDouble
-    from tests.doubles.server import Reply
-    from tests.doubles.twilio import SERVER_ERROR
+    from sandbox.server import Reply
+    from sandbox.twilio import SERVER_ERROR, TwilioDouble
+    from sandbox.vapi import VapiDouble
 
     chance = random.Random(7)
     vapi_down = Reply(502, {"message": "Bad gateway", "statusCode": 502})

@@ -5,7 +5,7 @@ the same server's /healthz in the same run.
 
 Works in a database of its own (created next to DATABASE_URL's, dropped at the end). Starts
 gunicorn (WORKERS sync workers) against it with Twilio and Vapi served by the zero-latency
-doubles of tests/doubles, funds PROVISIONS clinics, then CLIENTS client threads each POST
+doubles of sandbox/, funds PROVISIONS clinics, then CLIENTS client threads each POST
 /api/onboarding/provision-number for their own clinics (every request a full paid
 provisioning: hold, subaccount, search, buy, import, settle: 5 provider calls, ~20
 statements). The baseline is the same gunicorn answering /healthz to the
@@ -84,7 +84,8 @@ def measure() -> int:
     from billing.models import EntryType, LedgerEntry, Wallet
     from billing.services import credit
     from onboarding.models import ManagedPhoneNumber
-    from tests.doubles import TwilioDouble, VapiDouble
+    from sandbox.twilio import TwilioDouble
+    from sandbox.vapi import VapiDouble
     from voxanne import services
     from voxanne.auth import tokens_for
     from voxanne.tenancy import system_context

@@ -109,12 +109,13 @@ def manage(env: dict[str, str], *args: str) -> None:
 
 def start_telephony_sandbox(env: dict[str, str]) -> None:
     """With TELEPHONY_SANDBOX on and no Twilio credentials, serve local Twilio and Vapi doubles
-    (the tests' own) so the whole wizard can be clicked through without real accounts."""
+    (sandbox/, which the tests use too) so the whole wizard can be clicked through without real accounts."""
     sandbox = env.get("TELEPHONY_SANDBOX", "").strip().lower() in {"1", "true", "yes", "on"}
     if not sandbox or env.get("TWILIO_MASTER_ACCOUNT_SID"):
         return
     sys.path.insert(0, str(ROOT))
-    from tests.doubles import TwilioDouble, VapiDouble
+    from sandbox.twilio import TwilioDouble
+    from sandbox.vapi import VapiDouble
 
     twilio = TwilioDouble().start()
     vapi = VapiDouble(twilio=twilio).start()

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.doubles.twilio import TwilioDouble
-from tests.doubles.vapi import VapiDouble
+from sandbox.twilio import TwilioDouble
+from sandbox.vapi import VapiDouble
 
 
 @dataclass

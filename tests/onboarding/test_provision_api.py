@@ -19,16 +19,16 @@ from onboarding.models import (
     TwilioSubaccount,
 )
 from onboarding.provisioning import reconcile_stuck_attempts, subaccount_name
-from tests.doubles import fixtures
-from tests.doubles.fixtures import lapse_leases
-from tests.doubles.server import Reply
-from tests.doubles.twilio import (
+from sandbox.server import Reply
+from sandbox.twilio import (
     ADDRESS_REQUIRED,
     AUTH_FAILED,
     BUNDLE_REQUIRED,
     NUMBER_TAKEN,
     SERVER_ERROR,
 )
+from tests.doubles import fixtures
+from tests.doubles.fixtures import lapse_leases
 from tests.factories import auth_header, make_org
 
 pytestmark = pytest.mark.django_db

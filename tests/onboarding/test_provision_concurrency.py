@@ -14,9 +14,9 @@ from billing.models import EntryType, LedgerEntry, Wallet
 from billing.services import credit
 from onboarding.models import AttemptState, ManagedPhoneNumber, ProvisioningAttempt
 from onboarding.provisioning import reconcile_stuck_attempts
+from sandbox.server import Reply
 from tests.doubles import fixtures
 from tests.doubles.fixtures import lapse_leases, run_workers
-from tests.doubles.server import Reply
 from tests.factories import access_token, make_org
 from voxanne.tenancy import system_context
 

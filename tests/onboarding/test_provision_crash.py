@@ -16,13 +16,13 @@ from onboarding.models import (
     ProvisioningAttempt,
 )
 from onboarding.provisioning import reconcile_stuck_attempts
+from sandbox.server import Reply
 from tests.doubles import fixtures
 from tests.doubles.fixtures import (
     assert_twilio_holds_only_recorded_subaccounts,
     lapse_leases,
     run_workers,
 )
-from tests.doubles.server import Reply
 from tests.factories import make_org
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,9 +15,9 @@ from billing.models import EntryType, Wallet
 from billing.services import credit
 from onboarding.models import AttemptState, ProvisioningAttempt, TwilioSubaccount
 from onboarding.tasks import reconcile_provisioning
+from sandbox.server import Reply
 from tests.doubles import fixtures
 from tests.doubles.fixtures import lapse_leases
-from tests.doubles.server import Reply
 from tests.factories import auth_header, make_org, make_support_user
 
 pytestmark = pytest.mark.django_db

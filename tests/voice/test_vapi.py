@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.server import Reply
 from tests.doubles import fixtures
-from tests.doubles.server import Reply
 from voice import vapi
 
 providers = fixtures.providers

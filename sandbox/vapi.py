@@ -13,8 +13,8 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 
-from tests.doubles.server import FaultyDouble, Reply, Request
-from tests.doubles.twilio import TwilioDouble
+from sandbox.server import FaultyDouble, Reply, Request
+from sandbox.twilio import TwilioDouble
 
 VAPI_KEY = "vapi-private-key-for-tests"
 

@@ -13,7 +13,7 @@ import itertools
 import re
 import secrets
 
-from tests.doubles.server import FaultyDouble, Reply, Request
+from sandbox.server import FaultyDouble, Reply, Request
 
 PREFIX = "/2010-04-01"
 MASTER_SID = "AC" + "0" * 31 + "1"
