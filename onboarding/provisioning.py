@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -139,15 +138,6 @@ class LeaseLost(Exception):
 _T = TypeVar("_T")
 
 
-# --- Test-only fault hook ------------------------------------------------------------------
-
-
-def _fault_point(step: str) -> None:
-    """Crash-safety tests set VOXANNE_FAULT_AT=<step> to kill the process here; else a no-op."""
-    if os.environ.get("VOXANNE_FAULT_AT") == step:
-        os._exit(137)
-
-
 # --- Reads ---------------------------------------------------------------------------------
 
 
@@ -239,7 +229,6 @@ def provision_number(
         raise ProvisioningInProgress() from None
     if isinstance(started, Provisioned):
         return started
-    _fault_point("after_hold")
     return _drive(started, token)
 
 
@@ -292,11 +281,8 @@ def record_step(attempt: ProvisioningAttempt, token: uuid.UUID, **fields) -> Non
 def _drive(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
     try:
         subaccount = _ensure_subaccount(attempt, token)
-        _fault_point("after_subaccount")
         _buy(attempt, token, subaccount)
-        _fault_point("after_purchase")
         _import(attempt, token, subaccount)
-        _fault_point("after_import")
         return settle(attempt, token)
     except LeaseLost:
         logger.warning("provisioning attempt %s was taken over by the reconciler", attempt.pk)
@@ -373,7 +359,6 @@ def _ensure_subaccount(attempt: ProvisioningAttempt, token: uuid.UUID) -> Twilio
     found = unrecorded_subaccount(attempt.org_id) if earlier.exists() else None
     if found is None:
         found = telephony.create_subaccount(friendly_name=subaccount_name(attempt.org_id))
-        _fault_point("subaccount_unrecorded")
     return store_subaccount(attempt, token, found)
 
 
@@ -402,7 +387,6 @@ def _buy(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSubac
     except NumberNoLongerAvailable:
         logger.info("number %s was taken meanwhile; searching again once", candidate)
         bought = buy(search(exclude=candidate))
-    _fault_point("purchase_unrecorded")
     record_purchase(attempt, token, bought)
 
 
@@ -425,7 +409,6 @@ def _import(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSu
         twilio_auth_token=subaccount.auth_token,
         name=attempt.number_friendly_name,
     )
-    _fault_point("import_unrecorded")
     record_import(attempt, token, phone_id)
 
 
@@ -457,7 +440,6 @@ def settle(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
         locked.response_status = 200
         locked.response_body = answer.body()
         locked.save()
-        _fault_point("before_settle")
     logger.info("provisioned %s for org %s", locked.phone_number, locked.org_id)
     return answer
 
@@ -524,7 +506,6 @@ def compensate(
         )
     record_step(attempt, token, **fields)
     undone = _undo_provider_side(attempt) and not recheck_later
-    _fault_point("before_refund")
     with transaction.atomic(durable=True):
         lock_wallet(attempt.org_id)
         release_hold(hold=attempt.hold, reason="Phone number could not be set up")
