@@ -123,20 +123,3 @@ def test_a_stale_claim_of_a_dead_run_is_never_resent_but_email_3_is_still_credit
 def test_free_port_is_really_closed():
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", free_port()), 1):
         pass
-
-
-@pytest.mark.parametrize("clinic_name", ["Harley & Sons <Dental>", 'O\'Neil "Smiles"', None, "  "])
-@pytest.mark.parametrize("sequence", [1, 2, 3])
-@pytest.mark.parametrize("kind", ["txt", "html"])
-def test_merged_emails_equal_a_direct_render_of_the_templates(sequence, kind, clinic_name):
-    from django.template.loader import get_template
-
-    from abandonment.emails import TEMPLATES, Composer, clinic_label
-
-    composer = Composer()
-    link = "https://app.test/api/abandonment/unsubscribe/abc:1x&y"
-    direct = get_template(f"emails/abandonment/{TEMPLATES[sequence]}.{kind}").render(
-        composer.context(clinic=clinic_label(clinic_name), unsubscribe_url=link)
-    )
-    merged = composer.render(sequence, kind, clinic_name=clinic_name, link=link)
-    assert merged == direct
