@@ -99,7 +99,7 @@ def test_a_worker_killed_between_send_and_credit_is_completed_by_the_next_run(
     run = subprocess.Popen(
         [sys.executable, "manage.py", "run_abandonment"],
         cwd=ROOT,
-        env=subprocess_env(email_url=f"smtp://127.0.0.1:{smtp_settings.port}"),
+        env=subprocess_env(smtp_port=smtp_settings.port),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -160,7 +160,7 @@ def celery_worker(smtp_settings, tmp_path):
             "INFO",
         ],
         cwd=ROOT,
-        env=subprocess_env(email_url=f"smtp://127.0.0.1:{smtp_settings.port}"),
+        env=subprocess_env(smtp_port=smtp_settings.port),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
