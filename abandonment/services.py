@@ -385,6 +385,7 @@ class _Sender:
                     item.sequence,
                     item.candidate.org_id,
                     exc,
+                    extra={"org_id": str(item.candidate.org_id), "sequence": item.sequence},
                 )
                 self.close()  # a fresh connection for the next one
                 if isinstance(exc, self._SERVICE_ERRORS):

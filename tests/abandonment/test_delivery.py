@@ -49,12 +49,15 @@ def test_sent_over_real_smtp_with_both_parts_and_headers(smtp_settings):
     assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
 
 
-def test_continues_past_a_recipient_the_smtp_server_refuses(smtp_settings):
+def test_continues_past_a_recipient_the_smtp_server_refuses(smtp_settings, caplog):
     orgs = [make_abandoned_org(hours_ago=50) for _ in range(3)]
     refused = owner_of(orgs[1]).email
     smtp_settings.refuse.add(refused)
 
-    summary = run_abandonment()
+    with caplog.at_level("WARNING", logger="abandonment"):
+        summary = run_abandonment()
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert (warning.org_id, warning.sequence) == (str(orgs[1].pk), 3)
     assert summary.sent["3"] == 2
     assert summary.failed == 1
     assert summary.credited == 2
