@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
 
 from billing.tasks import reconcile_wallets
+from tests.celery_worker import running_celery_worker
 from tests.doubles.fixtures import test_process_env
 from tests.factories import fund, make_org
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def json_lines(text: str) -> list[dict]:
@@ -29,7 +24,7 @@ def json_lines(text: str) -> list[dict]:
     return records
 
 
-def wait_for_record(log_path: Path, message: str, timeout: float = 45) -> dict:
+def wait_for_record(log_path, message: str, timeout: float = 45) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for record in json_lines(log_path.read_text()):
@@ -58,39 +53,12 @@ def test_the_ledger_alert_comes_out_of_a_worker_as_json_with_its_facts(tmp_path)
     org = make_org("Drifted")
     fund(org, 1000)
     break_wallet(org, 1500)
-    queue = f"logging-test-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "voxanne",
-                "worker",
-                "--pool",
-                "solo",
-                "--queues",
-                queue,
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=test_process_env(LOG_FORMAT="json", PYTHONUNBUFFERED="1"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            reconcile_wallets.apply_async(queue=queue)
-            alert = wait_for_record(log_path, "wallet does not match its ledger")
-            finished = wait_for_record(log_path, "wallets reconciled")
-        finally:
-            worker.terminate()
-            worker.wait(timeout=20)
+    env = test_process_env(LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+    with running_celery_worker(env=env, log_path=log_path) as queue:
+        reconcile_wallets.apply_async(queue=queue)
+        alert = wait_for_record(log_path, "wallet does not match its ledger")
+        finished = wait_for_record(log_path, "wallets reconciled")
     assert alert["level"] == "ERROR" and alert["logger"] == "billing.reconciliation"
     assert alert["org_id"] == str(org.pk)
     assert (alert["balance_pence"], alert["ledger_sum_pence"]) == (1500, 1000)
