@@ -36,7 +36,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection
 from django.utils import timezone
 
-from abandonment.emails import Composer, InvalidUnsubscribeLink, read_unsubscribe_token
+from abandonment.emails import InvalidUnsubscribeLink, compose, read_unsubscribe_token
 from abandonment.models import AbandonmentEmail, EmailState, OptOut, Sequence
 from billing import services as billing
 from billing.models import EntryType
@@ -322,7 +322,6 @@ class _Sender:
     def __init__(self, summary: RunSummary, creditor: _Creditor) -> None:
         self.summary = summary
         self.creditor = creditor
-        self.composer = Composer()
         self.connection = None
         self.chunk_size = settings.ABANDONMENT_SEND_CHUNK
         self.consecutive_service_errors = 0
@@ -352,7 +351,7 @@ class _Sender:
                 _Outgoing(
                     candidate=candidate,
                     sequence=sequence,
-                    message=self.composer.compose(
+                    message=compose(
                         org_id=candidate.org_id,
                         clinic_name=candidate.clinic_name,
                         email=candidate.email,
@@ -386,6 +385,7 @@ class _Sender:
                     item.sequence,
                     item.candidate.org_id,
                     exc,
+                    extra={"org_id": str(item.candidate.org_id), "sequence": item.sequence},
                 )
                 self.close()  # a fresh connection for the next one
                 if isinstance(exc, self._SERVICE_ERRORS):

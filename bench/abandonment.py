@@ -265,7 +265,7 @@ def per_org_pass() -> float:
 
 
 def main(sizes: list[int]) -> int:
-    os.environ["EMAIL_URL"] = "locmem://"
+    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
     with bench_database(BENCH_DB):
         django_setup()
         from voxanne.tenancy import system_context

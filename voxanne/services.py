@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils.module_loading import import_string
 
 from voxanne.errors import ApiError
 from voxanne.models import Organization, User
+from voxanne.signals import organization_created
 from voxanne.tenancy import system_context
 
 SIGNUP_REFUSED = "An account cannot be created with this email address. Try signing in instead."
@@ -52,8 +51,7 @@ def sign_up(*, email: str, password: str, clinic_name: str | None = None) -> Sig
                 user = User.objects.create_user(email=email, password=password, organization=org)
                 org.owner = user
                 org.save(update_fields=["owner", "updated_at"])
-                for hook in settings.ORGANIZATION_SETUP_HOOKS:
-                    import_string(hook)(org)
+                organization_created.send(sender=Organization, organization=org)
         except IntegrityError:
             raise SignupRefused() from None
     return SignupResult(organization=org, user=user)

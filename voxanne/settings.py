@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -13,16 +12,33 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
 def envbool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """The variable as a bool; unset or empty gives `default`, anything but a true/false
+    spelling stops start-up (a typo must not turn a protection off)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value == "":
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}."
+    )
 
 
 def envint(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    value = os.environ.get(name, "").strip()
+    if value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
 
 
 def envstr(name: str, default: str = "") -> str:
@@ -127,7 +143,7 @@ STATIC_URL = "static/"
 # gunicorn serves the admin's static files itself (no collectstatic step, no extra server).
 WHITENOISE_USE_FINDERS = True
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 # --- Redis: Celery broker and cache --------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -147,7 +163,6 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -187,50 +202,40 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Called (by dotted path) inside the signup transaction, so the core needs no app imports.
-ORGANIZATION_SETUP_HOOKS = ["billing.services.wallet_for"]
-
-# --- Email ---------------------------------------------------------------------------------
-
-
-def email_settings(url: str) -> dict[str, object]:
-    """Translate EMAIL_URL (smtp://, smtp+tls://, smtps://, console://, locmem://)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme
-    if scheme == "console":
-        return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
-    if scheme == "locmem":
-        return {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
-    if scheme in {"smtp", "smtp+tls", "smtps"}:
-        return {
-            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "EMAIL_HOST": parts.hostname or "localhost",
-            "EMAIL_PORT": parts.port
-            or (465 if scheme == "smtps" else 587 if scheme == "smtp+tls" else 25),
-            "EMAIL_HOST_USER": unquote(parts.username or ""),
-            "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
-            "EMAIL_USE_TLS": scheme == "smtp+tls",
-            "EMAIL_USE_SSL": scheme == "smtps",
-            "EMAIL_TIMEOUT": envint("EMAIL_TIMEOUT_SECONDS", 10),
-        }
+# --- Email: Django's own EMAIL_* settings, each from the variable of the same name ----------
+if "EMAIL_URL" in os.environ:
     raise ImproperlyConfigured(
-        "EMAIL_URL must start with smtp://, smtp+tls://, smtps://, console:// or locmem://"
+        "EMAIL_URL is no longer read: set EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, "
+        "EMAIL_HOST_PASSWORD, EMAIL_USE_TLS / EMAIL_USE_SSL instead (see README)."
     )
-
-
-globals().update(email_settings(envstr("EMAIL_URL", "console://")))
+EMAIL_HOST = envstr("EMAIL_HOST")
+# Without a mail server, emails are printed (a dev box); with one, sent over SMTP.
+EMAIL_BACKEND = envstr(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = envint("EMAIL_PORT", 587)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)  # STARTTLS
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)  # TLS from the first byte (port 465)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT_SECONDS", 10)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Voxanne <hello@localhost>")
 APP_BASE_URL = envstr("APP_BASE_URL", "http://127.0.0.1:8000")
 
-# Abandonment emails: orgs per candidate query, emails per claim (also the most a worker killed
-# mid-send can leave unconfirmed), and when a claim of a dead run is settled.
-ABANDONMENT_BATCH_SIZE = envint("ABANDONMENT_BATCH_SIZE", 1000)
-ABANDONMENT_SEND_CHUNK = envint("ABANDONMENT_SEND_CHUNK", 50)
-ABANDONMENT_CREDIT_THREADS = envint("ABANDONMENT_CREDIT_THREADS", 2)
 # Shard tasks one scheduled pass fans out to (ideally the worker's concurrency).
 ABANDONMENT_SHARDS = envint("ABANDONMENT_SHARDS", 2)
-ABANDONMENT_CLAIM_TIMEOUT_SECONDS = envint("ABANDONMENT_CLAIM_TIMEOUT_SECONDS", 3600)
-ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS = envint("ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS", 365)
+ABANDONMENT_CREDIT_THREADS = envint("ABANDONMENT_CREDIT_THREADS", 2)
+# Fixed, not read from the environment (nobody should turn them in production; tests override
+# them through pytest-django's `settings`): orgs per candidate query; emails per claim (also
+# the most a worker killed mid-send can leave unconfirmed); when a claim of a dead run is
+# settled; how long an unsubscribe link works.
+ABANDONMENT_BATCH_SIZE = 1000
+ABANDONMENT_SEND_CHUNK = 50
+ABANDONMENT_CLAIM_TIMEOUT_SECONDS = 3600
+ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS = 365
 
 # --- Secrets stored in the database (provider tokens) --------------------------------------
 FIELD_ENCRYPTION_KEY = envstr("FIELD_ENCRYPTION_KEY")
@@ -247,9 +252,9 @@ VAPI_PRIVATE_KEY = envstr("VAPI_PRIVATE_KEY")
 VAPI_BASE_URL = envstr("VAPI_BASE_URL", "https://api.vapi.ai")
 PROVISION_COUNTRY = envstr("PROVISION_COUNTRY", "US")
 PROVIDER_TIMEOUT_SECONDS = envint("PROVIDER_TIMEOUT_SECONDS", 15)
-TELEPHONY_SANDBOX = envbool("TELEPHONY_SANDBOX", False)
-# An attempt whose driver has not reported for this long is the reconciler's to finish or undo.
-PROVISIONING_STUCK_AFTER_SECONDS = envint("PROVISIONING_STUCK_AFTER_SECONDS", 300)
+# An attempt whose driver has not reported for this long is the reconciler's to finish or undo
+# (fixed: a lease, not a knob).
+PROVISIONING_STUCK_AFTER_SECONDS = 300
 
 # --- Production hardening ------------------------------------------------------------------
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)

@@ -60,7 +60,7 @@ def smtp_server():
 
 @pytest.fixture
 def smtp_settings(settings, smtp_server):
-    """Django's email framework pointed at the SMTP double, as EMAIL_URL=smtp://... would."""
+    """Django's email framework pointed at the SMTP double, as EMAIL_HOST/EMAIL_PORT would."""
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = smtp_server.host
     settings.EMAIL_PORT = smtp_server.port
@@ -72,11 +72,18 @@ def smtp_settings(settings, smtp_server):
     return smtp_server
 
 
-def subprocess_env(*, email_url: str, **extra: str) -> dict[str, str]:
-    """Environment for a child process (a worker, a command) on the TEST database."""
+def subprocess_env(*, smtp_port: int, **extra: str) -> dict[str, str]:
+    """Environment for a child process (a worker, a command) on the TEST database, sending to
+    the SMTP double on `smtp_port`."""
     from tests.doubles.fixtures import test_process_env
 
-    return test_process_env(EMAIL_URL=email_url, PYTHONUNBUFFERED="1", **extra)
+    return test_process_env(
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(smtp_port),
+        EMAIL_USE_TLS="false",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
 
 
 def bulk_abandoned_orgs(count: int, hours_ago: float) -> list:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -18,6 +17,7 @@ from abandonment.models import AbandonmentEmail, EmailState
 from abandonment.services import run_abandonment
 from billing.models import EntryType, LedgerEntry, Wallet
 from tests.abandonment.conftest import bulk_abandoned_orgs, subprocess_env
+from tests.celery_worker import running_celery_worker
 from tests.doubles.fixtures import test_database_url
 from tests.factories import make_abandoned_org, owner_of
 
@@ -99,7 +99,7 @@ def test_a_worker_killed_between_send_and_credit_is_completed_by_the_next_run(
     run = subprocess.Popen(
         [sys.executable, "manage.py", "run_abandonment"],
         cwd=ROOT,
-        env=subprocess_env(email_url=f"smtp://127.0.0.1:{smtp_settings.port}"),
+        env=subprocess_env(smtp_port=smtp_settings.port),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -138,42 +138,10 @@ def test_a_worker_killed_between_send_and_credit_is_completed_by_the_next_run(
 @pytest.fixture
 def celery_worker(smtp_settings, tmp_path):
     """A real Celery worker process on Redis db of this run and the test database."""
-    queue = f"abandonment-test-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path / "worker.log"
-    log = log_path.open("w")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "voxanne",
-            "worker",
-            "--pool",
-            "solo",
-            "--queues",
-            queue,
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=subprocess_env(email_url=f"smtp://127.0.0.1:{smtp_settings.port}"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    env = subprocess_env(smtp_port=smtp_settings.port)
+    with running_celery_worker(env=env, log_path=log_path) as queue:
         yield queue, log_path
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
-        log.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -96,9 +96,7 @@ def worker_and_beat(broker, smtp_settings, tmp_path):
         task="abandonment.tasks.run_abandonment_pass",
         interval=every_second,
     )
-    env = abandonment.subprocess_env(
-        email_url=f"smtp://127.0.0.1:{smtp_settings.port}", REDIS_URL=broker.url
-    )
+    env = abandonment.subprocess_env(smtp_port=smtp_settings.port, REDIS_URL=broker.url)
     logs = tmp_path / "celery.log"
     out = logs.open("w")
     celery = [sys.executable, "-m", "celery", "-A", "voxanne"]
