@@ -55,6 +55,12 @@ def own_postgres(tmp_path):
         server.cleanup()
 
 
+def wait_for(condition, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def restart(server) -> None:
     pgserver.pg_ctl(
         ["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60
@@ -107,11 +113,13 @@ def test_requests_caught_by_a_restart_get_503_the_service_recovers_nothing_half_
         clients = [threading.Thread(target=clinic, args=(i,)) for i in range(4)]
         for thread in clients:
             thread.start()
-        time.sleep(2)
+        # Waits are on answers, not the clock: on a loaded machine a signup (real password
+        # hashing) can take seconds.
+        wait_for(lambda: len(answers) >= 4, timeout=60)
         before = len(answers)
         restart(server)
         restarted_at = len(answers)
-        time.sleep(4)
+        wait_for(lambda: len(answers) > restarted_at + 8, timeout=90)
         stop.set()
         for thread in clients:
             thread.join(60)
