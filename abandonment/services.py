@@ -54,7 +54,7 @@ THRESHOLDS: dict[int, timedelta] = {
 }
 # Below this many credits a pass pays them inline: starting threads would cost more.
 PARALLEL_CREDITS_FROM = 50
-# Credits per billing transaction (post_credits): one commit per batch, not per clinic.
+# Credits per billing transaction (credit_many): one commit per batch, not per clinic.
 CREDIT_BATCH = 100
 
 
@@ -560,7 +560,7 @@ class _Creditor:
                 for _, org_id in batch
             ]
             try:
-                billing.post_credits(orders=orders)
+                billing.credit_many(orders=orders)
             except Exception:  # noqa: BLE001 - find the org at fault one by one
                 logger.warning("a batch of abandonment credits failed; paying one by one")
             else:

@@ -104,6 +104,9 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL.")
+# Bind parameters on the server: psycopg then prepares a statement it has run a few times on a
+# connection (the wallet's lock and posting run on every money call; bench/ledger.py).
+DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 if envstr("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("TEST_DATABASE_NAME")}
 
