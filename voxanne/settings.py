@@ -228,7 +228,6 @@ APP_BASE_URL = envstr("APP_BASE_URL", "http://127.0.0.1:8000")
 # mid-send can leave unconfirmed), and when a claim of a dead run is settled.
 ABANDONMENT_BATCH_SIZE = envint("ABANDONMENT_BATCH_SIZE", 1000)
 ABANDONMENT_SEND_CHUNK = envint("ABANDONMENT_SEND_CHUNK", 50)
-ABANDONMENT_CREDIT_THREADS = envint("ABANDONMENT_CREDIT_THREADS", 2)
 # Shard tasks one scheduled pass fans out to (ideally the worker's concurrency).
 ABANDONMENT_SHARDS = envint("ABANDONMENT_SHARDS", 2)
 ABANDONMENT_CLAIM_TIMEOUT_SECONDS = envint("ABANDONMENT_CLAIM_TIMEOUT_SECONDS", 3600)
