@@ -16,16 +16,14 @@ both call it). It is safe to run at any time, twice, or several times at once:
 - The £10 bonus follows email 3's sent record, in billing's own transaction, keyed by the org.
   Every run first completes the credits owed by an earlier run that died in between.
 - Queries do not grow per org: one candidate query per batch of orgs, one claim and one record
-  statement per chunk of emails; only the credits are one billing transaction each.
+  statement per chunk of emails, one billing transaction per CREDIT_BATCH credits.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import smtplib
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,14 +32,16 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection
+from django.db.models import Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from abandonment.emails import InvalidUnsubscribeLink, compose, read_unsubscribe_token
 from abandonment.models import AbandonmentEmail, EmailState, OptOut, Sequence
 from billing import services as billing
 from billing.models import EntryType
-from onboarding.models import EventName
-from voxanne.models import Organization
+from onboarding.services import payment_abandonment
+from voxanne.models import Organization, User
 from voxanne.tenancy import system_context
 
 logger = logging.getLogger("abandonment")
@@ -52,9 +52,7 @@ THRESHOLDS: dict[int, timedelta] = {
     Sequence.PAIN_REMINDER: timedelta(hours=24),
     Sequence.SOFT_NUDGE: timedelta(hours=1),
 }
-# Below this many credits a pass pays them inline: starting threads would cost more.
-PARALLEL_CREDITS_FROM = 50
-# Credits per billing transaction (post_credits): one commit per batch, not per clinic.
+# Credits per billing transaction (credit_many): one commit per batch, not per clinic.
 CREDIT_BATCH = 100
 
 
@@ -182,7 +180,7 @@ def run_abandonment(
                     summary.sent[str(sequence)] += 1
             return summary
         summary.unconfirmed = _settle_stale_claims()
-        creditor = _Creditor(summary, owed=_owed_credits(shard))
+        creditor = _Bonuses(summary, owed=_owed_credits(shard))
         sender = _Sender(summary, creditor)
         try:
             for batch in candidate_batches(now=now, batch_size=batch_size, shard=shard):
@@ -197,62 +195,48 @@ def run_abandonment(
     return summary
 
 
-# Driven by the organizations table (no row-level security, so its estimates are real): a
-# primary-key range per batch, then index probes per org. Driving from the events instead lets
-# the planner, misled by the RLS policy's selectivity, scan every event on every batch.
-_CANDIDATES_SQL = """
-WITH orgs AS (
-    SELECT o.id, o.clinic_name, o.owner_id
-    FROM voxanne_organization o
-    WHERE o.id > %(after)s AND o.id <= %(last)s AND o.onboarding_completed_at IS NULL
-    ORDER BY o.id
-    LIMIT %(limit)s
-), viewed AS MATERIALIZED (
-    SELECT orgs.id, orgs.clinic_name, (
-        SELECT min(e.created_at) FROM onboarding_onboardingevent e
-        WHERE e.event_name = %(viewed)s AND e.org_id = orgs.id AND e.created_at <= %(now)s
-    ) AS first_viewed_at,
-    -- Subqueries, not joins: a join let the planner hash every user on every batch;
-    -- MATERIALIZED evaluates them once per org, not once per mention below.
-    (SELECT u.email FROM voxanne_user u WHERE u.id = orgs.owner_id) AS email
-    FROM orgs
-)
-SELECT v.id, v.first_viewed_at, v.clinic_name, v.email,
-    CASE WHEN v.first_viewed_at IS NULL THEN 0 ELSE COALESCE(
-        (SELECT max(s.sequence) FROM abandonment_email s WHERE s.org_id = v.id), 0) END,
-    CASE WHEN v.first_viewed_at IS NULL OR COALESCE(v.email, '') = '' THEN false ELSE (
-        NOT EXISTS (SELECT 1 FROM onboarding_onboardingevent p
-                    WHERE p.event_name = %(paid)s AND p.org_id = v.id)
-        AND NOT EXISTS (SELECT 1 FROM abandonment_opt_out x WHERE x.org_id = v.id)) END
-FROM viewed v
-ORDER BY v.id
-"""
-
-
 def candidate_batches(
     *, now: datetime, batch_size: int, shard: Shard = WHOLE
 ) -> Iterator[list[Candidate]]:
     """Abandoned orgs, one query per `batch_size` orgs with onboarding not completed.
 
-    Abandoned: a payment_viewed event (at or before `now`), no payment_success, onboarding not
-    completed, an owner with an email address, not unsubscribed. Each comes with its earliest
-    payment view and the highest email it already has (owners and sent emails in the query).
+    Abandoned: viewed payment but not paid (onboarding's `payment_abandonment`, as of `now`),
+    onboarding not completed, an owner with an email address, not unsubscribed. Each comes with
+    its earliest payment view and the highest email it already has.
     """
+    # Pages of the organizations table by primary key, the rest per org as subqueries: a
+    # filter on the events would let the planner, misled by the row-level security policy's
+    # selectivity, scan every event (or hash every user) on every batch.
+    orgs = payment_abandonment(
+        Organization.objects.filter(id__lte=shard.last, onboarding_completed_at__isnull=True),
+        as_of=now,
+    ).annotate(
+        owner_email=Subquery(User.objects.filter(pk=OuterRef("owner_id")).values("email")[:1]),
+        last_sequence=Coalesce(
+            Subquery(
+                AbandonmentEmail.objects.filter(org=OuterRef("pk"))
+                .order_by("-sequence")
+                .values("sequence")[:1]
+            ),
+            0,
+        ),
+        opted_out=Exists(OptOut.objects.filter(org=OuterRef("pk"))),
+    )
     after = uuid.UUID(int=max(shard.first.int - 1, 0))
     while True:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _CANDIDATES_SQL,
-                {
-                    "viewed": EventName.PAYMENT_VIEWED,
-                    "paid": EventName.PAYMENT_SUCCESS,
-                    "after": after,
-                    "last": shard.last,
-                    "now": now,
-                    "limit": batch_size,
-                },
-            )
-            rows = cursor.fetchall()
+        rows = list(
+            orgs.filter(id__gt=after)
+            .order_by("id")
+            .values_list(
+                "id",
+                "clinic_name",
+                "owner_email",
+                "first_payment_view_at",
+                "last_sequence",
+                "viewed_payment_but_not_paid",
+                "opted_out",
+            )[:batch_size]
+        )
         if not rows:
             return
         after = rows[-1][0]
@@ -264,8 +248,8 @@ def candidate_batches(
                 first_viewed_at=first_viewed_at,
                 last_sequence=last_sequence,
             )
-            for org_id, first_viewed_at, clinic_name, email, last_sequence, abandoned in rows
-            if abandoned
+            for org_id, clinic_name, email, first_viewed_at, last_sequence, abandoned, opted_out in rows
+            if abandoned and email and not opted_out
         ]
         if batch:
             yield batch
@@ -303,11 +287,6 @@ RETURNING id
 """
 
 
-def _uuid_array(ids: list[uuid.UUID]) -> str:
-    """A Postgres uuid[] literal (a UUID's text needs no quoting)."""
-    return "{" + ",".join(map(str, ids)) + "}"
-
-
 class _Sender:
     """Claims, sends and records chunks of emails over one reused email connection."""
 
@@ -319,7 +298,7 @@ class _Sender:
         TimeoutError,
     )
 
-    def __init__(self, summary: RunSummary, creditor: _Creditor) -> None:
+    def __init__(self, summary: RunSummary, creditor: _Bonuses) -> None:
         self.summary = summary
         self.creditor = creditor
         self.connection = None
@@ -437,26 +416,20 @@ def _claim(chunk: list[_Outgoing], *, token: uuid.UUID) -> set[uuid.UUID]:
 def _record(*, sent: list[_Outgoing], released: list[_Outgoing], token: uuid.UUID) -> None:
     """Mark the handed-over emails sent and drop the claims of those that failed."""
     at = timezone.now()
-    with connection.cursor() as cursor:
-        if sent:
-            cursor.execute(
-                "UPDATE abandonment_email SET state = 'sent', sent_at = %s, updated_at = %s "
-                "WHERE id = ANY(%s::uuid[]) AND claim_token = %s AND state = 'sending'",
-                [at, at, _uuid_array([item.row_id for item in sent]), token],
-            )
-        if released:
-            cursor.execute(
-                "DELETE FROM abandonment_email "
-                "WHERE id = ANY(%s::uuid[]) AND claim_token = %s AND state = 'sending'",
-                [_uuid_array([item.row_id for item in released]), token],
-            )
+    claimed = AbandonmentEmail.objects.filter(claim_token=token, state=EmailState.SENDING)
+    if sent:
+        claimed.filter(id__in=[item.row_id for item in sent]).update(
+            state=EmailState.SENT, sent_at=at, updated_at=at
+        )
+    if released:
+        claimed.filter(id__in=[item.row_id for item in released]).delete()
 
 
 def _settle_stale_claims() -> int:
     """Settle claims whose run died mid-send as `unconfirmed` (never resent). Returns how many."""
     timeout = timedelta(seconds=settings.ABANDONMENT_CLAIM_TIMEOUT_SECONDS)
     at = timezone.now()
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # SQL for RETURNING: the ORM's update() gives a count
         cursor.execute(
             "UPDATE abandonment_email SET state = 'unconfirmed', sent_at = claimed_at, "
             "updated_at = %s WHERE state = 'sending' AND claimed_at < %s "
@@ -492,114 +465,59 @@ def _owed_credits(shard: Shard) -> list[tuple[uuid.UUID, uuid.UUID]]:
 CREDIT_DESCRIPTION = "Abandonment email 3: £10 added to your account"
 
 
-def _batches(rows: list, size: int = CREDIT_BATCH) -> Iterator[list]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+class _Bonuses:
+    """Pays the £10 of each email 3 once it is recorded sent, CREDIT_BATCH to a billing
+    transaction (`credit_many`), and records that on the email's row.
 
-
-class _Creditor:
-    """Pays the £10 of each email 3 as soon as it is recorded sent, then records that.
-
-    Each credit is billing's own transaction on its own wallet, idempotent by the org's key.
-    Once a pass has PARALLEL_CREDITS_FROM of them, they are paid on ABANDONMENT_CREDIT_THREADS
-    threads with their own connections while the sending goes on; fewer are paid inline at
-    the end, and so is every credit of a pass run inside a caller's transaction (which other
-    connections cannot see into).
+    Each credit is idempotent by the org's key. A batch billing refuses is paid one by one, so
+    one clinic's refused credit does not hold back the others'.
     """
 
     def __init__(self, summary: RunSummary, *, owed: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
         self.summary = summary
-        self.paid: list[uuid.UUID] = []
-        self.failed = 0
-        self.lock = threading.Lock()
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.threads: list[threading.Thread] = []
-        self.pending: list[tuple[uuid.UUID, uuid.UUID]] = []
-        self.inline = connection.in_atomic_block or settings.ABANDONMENT_CREDIT_THREADS <= 1
+        self.due: list[tuple[uuid.UUID, uuid.UUID]] = []
         self.pay(owed)
 
     def pay(self, rows: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
-        """Pay these credits now (inline), or soon (threads) once there are enough of them."""
-        if self.inline:
-            for batch in _batches(rows):
-                self._pay_batch(batch)
-            return
-        if not self.threads:
-            self.pending.extend(rows)
-            if len(self.pending) < PARALLEL_CREDITS_FROM:
-                return  # paid at finish(), inline, if no more come
-            rows, self.pending = self.pending, []
-            self.threads = [
-                threading.Thread(target=self._work, name=f"abandonment-credit-{i}", daemon=True)
-                for i in range(settings.ABANDONMENT_CREDIT_THREADS)
-            ]
-            for thread in self.threads:
-                thread.start()
-        for batch in _batches(rows):
-            self.queue.put(batch)
-
-    def _work(self) -> None:
-        try:
-            with system_context("abandonment"):
-                while (batch := self.queue.get()) is not None:
-                    self._pay_batch(batch)
-        finally:
-            connection.close()
-
-    def _pay_batch(self, batch: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
-        """One billing transaction for the batch; if it is refused, each credit on its own."""
-        if len(batch) > 1:
-            orders = [
-                billing.CreditOrder(
-                    org_id=org_id,
-                    amount_pence=CREDIT_PENCE,
-                    type=EntryType.BONUS,
-                    idempotency_key=credit_key(org_id),
-                    description=CREDIT_DESCRIPTION,
-                )
-                for _, org_id in batch
-            ]
-            try:
-                billing.post_credits(orders=orders)
-            except Exception:  # noqa: BLE001 - find the org at fault one by one
-                logger.warning("a batch of abandonment credits failed; paying one by one")
-            else:
-                with self.lock:
-                    self.paid.extend(row_id for row_id, _ in batch)
-                return
-        for row in batch:
-            self._pay_one(row)
-
-    def _pay_one(self, row: tuple[uuid.UUID, uuid.UUID]) -> None:
-        row_id, org_id = row
-        try:
-            billing.credit(
-                org=org_id,
-                amount_pence=CREDIT_PENCE,
-                type=EntryType.BONUS,
-                idempotency_key=credit_key(org_id),
-                description=CREDIT_DESCRIPTION,
-            )
-        except Exception:  # noqa: BLE001 - one org's failure must not stop the others
-            logger.exception("abandonment credit for org %s failed; the next run retries", org_id)
-            with self.lock:
-                self.failed += 1
-        else:
-            with self.lock:
-                self.paid.append(row_id)
+        """Owe these (email row, org) credits; every full batch is paid now."""
+        self.due.extend(rows)
+        while len(self.due) >= CREDIT_BATCH:
+            self._pay_batch(self.due[:CREDIT_BATCH])
+            del self.due[:CREDIT_BATCH]
 
     def finish(self) -> None:
-        """Wait for the credits in flight and record them (one statement per 1,000)."""
-        for batch in _batches(self.pending):
-            self._pay_batch(batch)
-        for _ in self.threads:
-            self.queue.put(None)
-        for thread in self.threads:
-            thread.join()
+        """Pay what is still owed."""
+        if self.due:
+            self._pay_batch(self.due)
+            self.due = []
+
+    def _pay_batch(self, batch: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        try:
+            billing.credit_many(orders=[_bonus(org_id) for _, org_id in batch])
+            paid = [row_id for row_id, _ in batch]
+        except Exception:  # noqa: BLE001 - find the org at fault one by one
+            logger.warning("a batch of abandonment credits failed; paying one by one")
+            paid = []
+            for row_id, org_id in batch:
+                try:
+                    billing.credit_many(orders=[_bonus(org_id)])
+                except Exception:  # noqa: BLE001 - one org's failure must not stop the others
+                    logger.exception(
+                        "abandonment credit for org %s failed; the next run retries", org_id
+                    )
+                    self.summary.failed += 1
+                else:
+                    paid.append(row_id)
         at = timezone.now()
-        for start in range(0, len(self.paid), 1000):
-            AbandonmentEmail.objects.filter(id__in=self.paid[start : start + 1000]).update(
-                credit_applied=True, updated_at=at
-            )
-        self.summary.credited += len(self.paid)
-        self.summary.failed += self.failed
+        AbandonmentEmail.objects.filter(id__in=paid).update(credit_applied=True, updated_at=at)
+        self.summary.credited += len(paid)
+
+
+def _bonus(org_id: uuid.UUID) -> billing.CreditOrder:
+    return billing.CreditOrder(
+        org_id=org_id,
+        amount_pence=CREDIT_PENCE,
+        type=EntryType.BONUS,
+        idempotency_key=credit_key(org_id),
+        description=CREDIT_DESCRIPTION,
+    )

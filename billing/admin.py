@@ -25,6 +25,7 @@ from billing import services
 from billing.forms import CreditForm, RefundForm, pounds
 from billing.models import LedgerEntry, Wallet, format_pence
 from voxanne.admin import ReadOnlyAdminMixin, add_organization_inline
+from voxanne.errors import IdempotencyKeyReused
 
 REFUND_PERMISSION = "billing.issue_refund"
 CREDIT_PERMISSION = "billing.add_credit"
@@ -220,14 +221,14 @@ class LedgerEntryAdmin(
             if form.is_valid():
                 data = form.cleaned_data
                 try:
-                    posting = services.post_refund(
+                    posting = services.refund(
                         entry=entry,
                         amount_pence=data["amount"],
                         reason=data["reason"],
                         idempotency_key=f"admin-refund:{data['nonce']}",
                         created_by=request.user,
                     )
-                except services.IdempotencyKeyReused:
+                except IdempotencyKeyReused:
                     form.add_error(
                         None,
                         "This form was already submitted with a different amount. "
@@ -308,7 +309,7 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
             if form.is_valid():
                 data = form.cleaned_data
                 try:
-                    posting = services.post_credit(
+                    posting = services.credit(
                         org=wallet.org_id,
                         amount_pence=data["amount"],
                         type=data["type"],
@@ -316,7 +317,7 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
                         idempotency_key=f"admin-credit:{data['nonce']}",
                         created_by=request.user,
                     )
-                except services.IdempotencyKeyReused:
+                except IdempotencyKeyReused:
                     form.add_error(
                         None,
                         "This form was already submitted with different details. "

@@ -54,7 +54,7 @@ class PaymentStepFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "viewed_not_paid":
-            return services.viewed_payment_but_not_paid(queryset)
+            return services.payment_abandonment(queryset).filter(viewed_payment_but_not_paid=True)
         return queryset
 
 

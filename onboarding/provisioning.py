@@ -52,7 +52,7 @@ from onboarding.telephony import (
     TelephonyError,
 )
 from voice import vapi
-from voxanne.errors import ApiError, Conflict, Unprocessable
+from voxanne.errors import ApiError, Conflict, IdempotencyKeyReused, Unprocessable
 from voxanne.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -80,11 +80,6 @@ class ProvisioningInProgress(Conflict):
         "Your phone number is already being set up. Please try again in a few seconds."
     )
     code = "provisioning_in_progress"
-
-
-class IdempotencyKeyReused(Unprocessable):
-    default_message = "This Idempotency-Key was already used with a different request body."
-    code = "idempotency_key_reused"
 
 
 class NoNumbersInArea(Unprocessable):
@@ -237,7 +232,7 @@ def _begin(
 ) -> ProvisioningAttempt | Provisioned:
     try:
         with transaction.atomic(durable=True):
-            lock_wallet(org)  # serializes this org's provisioning decisions
+            wallet = lock_wallet(org)  # serializes this org's provisioning decisions
             existing = active_number_for(org)
             if existing is not None:
                 return Provisioned(existing.phone_number, already_provisioned=True)
@@ -248,10 +243,10 @@ def _begin(
                 raise ProvisioningInProgress()
             attempt_id = uuid.uuid4()
             hold = hold_for_provisioning(
-                org=org,
+                wallet=wallet,
                 idempotency_key=f"provision:{attempt_id}",
                 description="Phone number",
-            )
+            ).entry
             return ProvisioningAttempt.objects.create(
                 id=attempt_id,
                 org=org,
@@ -507,8 +502,7 @@ def compensate(
     record_step(attempt, token, **fields)
     undone = _undo_provider_side(attempt) and not recheck_later
     with transaction.atomic(durable=True):
-        lock_wallet(attempt.org_id)
-        release_hold(hold=attempt.hold, reason="Phone number could not be set up")
+        release_hold(hold=attempt.hold, reason="Phone number could not be set up")  # wallet first
         now = timezone.now()
         if undone:
             finished = {"state": AttemptState.FAILED, "finished_at": now, "lease_token": None}

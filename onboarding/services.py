@@ -14,7 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from django.db import Error, connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import (
+    BooleanField,
+    Exists,
+    ExpressionWrapper,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.utils import timezone
 
 from onboarding.models import EventName, OnboardingEvent
@@ -164,10 +172,27 @@ def complete_onboarding(
     return completed_now == 1
 
 
-def viewed_payment_but_not_paid(organizations: QuerySet[Organization]) -> QuerySet[Organization]:
-    """The organizations that have a payment_viewed event and no payment_success event."""
+def payment_abandonment(
+    organizations: QuerySet[Organization], *, as_of: datetime | None = None
+) -> QuerySet[Organization]:
+    """`organizations` annotated with the one definition of a clinic that left at payment.
+
+    `viewed_payment_but_not_paid`: a payment_viewed event (at or before `as_of`, if given) and
+    no payment_success event. `first_payment_view_at`: the earliest such view, or None.
+    Filter on the first (the admin) or read both per row (the abandonment job): the values are
+    per-row subqueries, so a page of organizations costs one query.
+    """
     events = OnboardingEvent.objects.filter(org=OuterRef("pk"))
-    return organizations.filter(
-        Exists(events.filter(event_name=EventName.PAYMENT_VIEWED)),
-        ~Exists(events.filter(event_name=EventName.PAYMENT_SUCCESS)),
+    views = events.filter(event_name=EventName.PAYMENT_VIEWED)
+    if as_of is not None:
+        views = views.filter(created_at__lte=as_of)
+    paid = events.filter(event_name=EventName.PAYMENT_SUCCESS)
+    # "Viewed" is "has a first view", not a second EXISTS over the views: Postgres may run an
+    # EXISTS as one hashed scan of every matching event, on every page of organizations.
+    return organizations.annotate(
+        first_payment_view_at=Subquery(views.order_by("created_at").values("created_at")[:1]),
+    ).annotate(
+        viewed_payment_but_not_paid=ExpressionWrapper(
+            Q(first_payment_view_at__isnull=False) & ~Q(Exists(paid)), output_field=BooleanField()
+        ),
     )

@@ -89,7 +89,7 @@ def fund(org: Organization, pence: int, key: str | None = None) -> LedgerEntry:
         type=EntryType.TOPUP,
         idempotency_key=key or f"fund-{next(_counter)}",
         description="test top-up",
-    )
+    ).entry
 
 
 def charge(org: Organization, pence: int = 1000, key: str | None = None) -> LedgerEntry:
@@ -100,7 +100,7 @@ def charge(org: Organization, pence: int = 1000, key: str | None = None) -> Ledg
         type=EntryType.PHONE_PROVISIONING,
         idempotency_key=key or f"charge-{next(_counter)}",
         description="Phone number +447700900001",
-    )
+    ).entry
 
 
 def make_event_at(org: Organization, event_name: str, at, step_index: int = 3) -> None:

@@ -67,6 +67,13 @@ class Unprocessable(ApiError):
     code = "unprocessable"
 
 
+class IdempotencyKeyReused(Unprocessable):
+    """An idempotency key came back with a different request than the one it first answered."""
+
+    default_message = "This Idempotency-Key was already used with a different request body."
+    code = "idempotency_key_reused"
+
+
 class InvalidCredentials(ApiError):
     status_code = 401
     default_message = "Invalid email or password."

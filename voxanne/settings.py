@@ -121,6 +121,9 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL.")
+# Bind parameters on the server: psycopg then prepares a statement it has run a few times on a
+# connection (the wallet's lock and posting run on every money call; bench/ledger.py).
+DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 if envstr("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("TEST_DATABASE_NAME")}
 
@@ -227,7 +230,6 @@ APP_BASE_URL = envstr("APP_BASE_URL", "http://127.0.0.1:8000")
 
 # Shard tasks one scheduled pass fans out to (ideally the worker's concurrency).
 ABANDONMENT_SHARDS = envint("ABANDONMENT_SHARDS", 2)
-ABANDONMENT_CREDIT_THREADS = envint("ABANDONMENT_CREDIT_THREADS", 2)
 # Fixed, not read from the environment (nobody should turn them in production; tests override
 # them through pytest-django's `settings`): orgs per candidate query; emails per claim (also
 # the most a worker killed mid-send can leave unconfirmed); when a claim of a dead run is

@@ -1,4 +1,4 @@
-"""post_credits: many wallets credited in one transaction, all or none, never deadlocking."""
+"""credit_many: many wallets credited in one transaction, all or none, never deadlocking."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ def bonus(org, key: str = "bonus", pence: int = 1000) -> services.CreditOrder:
 @pytest.mark.django_db
 def test_a_batch_credits_every_wallet_once_and_a_retry_replays_it():
     orgs = [make_org(f"Batch {i}") for i in range(5)]
-    first = services.post_credits(orders=[bonus(org) for org in orgs])
+    first = services.credit_many(orders=[bonus(org) for org in orgs])
     assert [p.created for p in first] == [True] * 5
     assert [p.entry.org_id for p in first] == [org.pk for org in orgs]  # in the orders' order
-    again = services.post_credits(orders=[bonus(org) for org in orgs])
+    again = services.credit_many(orders=[bonus(org) for org in orgs])
     assert [p.created for p in again] == [False] * 5
     assert [p.entry.pk for p in again] == [p.entry.pk for p in first]
     assert {Wallet.objects.get(org=org).balance_pence for org in orgs} == {1000}
@@ -32,9 +32,9 @@ def test_a_batch_credits_every_wallet_once_and_a_retry_replays_it():
 @pytest.mark.django_db
 def test_one_refused_order_rolls_the_whole_batch_back():
     paid, clash = make_org("Paid"), make_org("Clash")
-    services.post_credits(orders=[bonus(clash, key="k", pence=500)])
+    services.credit_many(orders=[bonus(clash, key="k", pence=500)])
     with pytest.raises(services.IdempotencyKeyReused):
-        services.post_credits(orders=[bonus(paid, key="k"), bonus(clash, key="k", pence=1000)])
+        services.credit_many(orders=[bonus(paid, key="k"), bonus(clash, key="k", pence=1000)])
     assert Wallet.objects.get(org=paid).balance_pence == 0
     assert not LedgerEntry.objects.filter(org=paid).exists()
     assert Wallet.objects.get(org=clash).balance_pence == 500
@@ -46,7 +46,7 @@ def test_batches_over_the_same_wallets_in_opposite_orders_do_not_deadlock():
 
     def credit_batch(index: int):
         ordered = orgs if index % 2 else list(reversed(orgs))
-        return services.post_credits(
+        return services.credit_many(
             orders=[bonus(org, key=f"batch-{index}", pence=10) for org in ordered]
         )
 

@@ -23,7 +23,7 @@ def test_fifty_concurrent_debits_on_a_wallet_funded_for_twenty_let_exactly_twent
             amount_pence=1000,
             type=EntryType.PHONE_PROVISIONING,
             idempotency_key=f"number-{i}",
-        )
+        ).entry
 
     results = run_at_once(debit, 50)
     succeeded = [r for r in results if isinstance(r, LedgerEntry)]
@@ -42,7 +42,9 @@ def test_concurrent_retries_of_one_refund_refund_it_once():
     debit = charge(org, 1000)
 
     def retry(i: int):
-        return services.refund(entry=debit, reason="number failed", idempotency_key="refund-1")
+        return services.refund(
+            entry=debit, reason="number failed", idempotency_key="refund-1"
+        ).entry
 
     results = run_at_once(retry, 10)
     assert {r.pk for r in results if isinstance(r, LedgerEntry)} == {
@@ -57,7 +59,7 @@ def test_concurrent_full_refunds_with_different_keys_refund_the_debit_once():
     debit = charge(org, 1000)
 
     def agent(i: int):
-        return services.refund(entry=debit, reason="agent", idempotency_key=f"agent-{i}")
+        return services.refund(entry=debit, reason="agent", idempotency_key=f"agent-{i}").entry
 
     results = run_at_once(agent, 10)
     assert sum(isinstance(r, LedgerEntry) for r in results) == 1, results
@@ -74,7 +76,7 @@ def test_concurrent_partial_refunds_never_add_up_beyond_the_debit():
     def agent(i: int):
         return services.refund(
             entry=debit, amount_pence=400, reason="partial", idempotency_key=f"part-{i}"
-        )
+        ).entry
 
     results = run_at_once(agent, 10)
     assert sum(isinstance(r, LedgerEntry) for r in results) == 2, results
@@ -89,7 +91,7 @@ def test_a_hold_released_by_two_workers_at_once_is_returned_once():
     hold = charge(org, services.PHONE_NUMBER_PRICE_PENCE, key="attempt-1")
 
     def release(i: int):
-        return services.release_hold(hold=hold, reason="provider failed")
+        return services.release_hold(hold=hold, reason="provider failed").entry
 
     results = run_at_once(release, 8)
     assert len({r.pk for r in results if isinstance(r, LedgerEntry)}) == 1, results
@@ -106,7 +108,7 @@ def test_concurrent_retries_of_one_debit_charge_once():
             amount_pence=1000,
             type=EntryType.PHONE_PROVISIONING,
             idempotency_key="number-once",
-        )
+        ).entry
 
     results = run_at_once(retry, 20)
     assert all(isinstance(r, LedgerEntry) for r in results), results

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db
 
 
 def topup(org, pence: int, key: str = "t1"):
-    return services.credit(org=org, amount_pence=pence, type=EntryType.TOPUP, idempotency_key=key)
+    return services.credit(
+        org=org, amount_pence=pence, type=EntryType.TOPUP, idempotency_key=key
+    ).entry
 
 
 def test_signup_gives_every_org_an_empty_wallet():
@@ -26,7 +28,7 @@ def test_credit_debit_refund_keep_balance_equal_to_ledger_sum():
     topup(org, 2500)
     charge = services.debit(
         org=org, amount_pence=1000, type=EntryType.PHONE_PROVISIONING, idempotency_key="d1"
-    )
+    ).entry
     services.refund(entry=charge, amount_pence=400, reason="goodwill", idempotency_key="r1")
     wallet = Wallet.objects.get(org=org)
     entries = list(LedgerEntry.objects.for_org(org).order_by("sequence"))
@@ -85,7 +87,7 @@ def test_refund_beyond_the_remainder_is_refused_by_the_database():
     topup(org, 1000)
     charge = services.debit(
         org=org, amount_pence=1000, type=EntryType.PHONE_PROVISIONING, idempotency_key="d"
-    )
+    ).entry
     services.refund(entry=charge, amount_pence=700, reason="partial", idempotency_key="r1")
     with pytest.raises(services.RefundRefused):
         services.refund(entry=charge, amount_pence=301, reason="too much", idempotency_key="r2")
@@ -111,10 +113,10 @@ def test_hold_and_release_give_the_money_back_exactly_once():
     topup(org, 1000)
     with transaction.atomic():
         hold = services.hold_for_provisioning(
-            org=org, idempotency_key="attempt-1", description="hold"
-        )
+            wallet=services.lock_wallet(org), idempotency_key="attempt-1", description="hold"
+        ).entry
     assert Wallet.objects.get(org=org).balance_pence == 0
-    first = services.release_hold(hold=hold, reason="provider failed")
-    again = services.release_hold(hold=hold, reason="provider failed")
+    first = services.release_hold(hold=hold, reason="provider failed").entry
+    again = services.release_hold(hold=hold, reason="provider failed").entry
     assert first.pk == again.pk and first.amount_pence == 1000
     assert Wallet.objects.get(org=org).balance_pence == 1000

@@ -98,8 +98,10 @@ class WalletMachine(RuleBasedStateMachine):
     def credit(self, amount, key, type):
         self._check(
             "credit",
-            lambda: services.credit(
-                org=self.org, amount_pence=amount, type=type, idempotency_key=key
+            lambda: (
+                services.credit(
+                    org=self.org, amount_pence=amount, type=type, idempotency_key=key
+                ).entry
             ),
             type=type,
             amount=amount,
@@ -111,8 +113,10 @@ class WalletMachine(RuleBasedStateMachine):
     def debit(self, amount, key, type):
         self._check(
             "debit",
-            lambda: services.debit(
-                org=self.org, amount_pence=amount, type=type, idempotency_key=key
+            lambda: (
+                services.debit(
+                    org=self.org, amount_pence=amount, type=type, idempotency_key=key
+                ).entry
             ),
             type=type,
             amount=amount,
@@ -131,8 +135,10 @@ class WalletMachine(RuleBasedStateMachine):
         original = LedgerEntry.objects.get(pk=self.ids[target])
         self._check(
             "refund",
-            lambda: services.refund(
-                entry=original, amount_pence=amount, reason="test", idempotency_key=key
+            lambda: (
+                services.refund(
+                    entry=original, amount_pence=amount, reason="test", idempotency_key=key
+                ).entry
             ),
             type=EntryType.REFUND,
             amount=amount,
@@ -153,21 +159,21 @@ class WalletMachine(RuleBasedStateMachine):
                 amount_pence=original.amount_pence,
                 reason="retry",
                 idempotency_key=original.idempotency_key,
-            )
+            ).entry
         elif original.amount_pence > 0:
             again = services.credit(
                 org=self.org,
                 amount_pence=original.amount_pence,
                 type=original.type,
                 idempotency_key=original.idempotency_key,
-            )
+            ).entry
         else:
             again = services.debit(
                 org=self.org,
                 amount_pence=-original.amount_pence,
                 type=original.type,
                 idempotency_key=original.idempotency_key,
-            )
+            ).entry
         assert again.pk == original.pk
 
     @invariant()

@@ -77,7 +77,7 @@ def clinic_charged_for_a_number():
         type=EntryType.PHONE_PROVISIONING,
         idempotency_key="number",
         description="Phone number +14155550123",
-    )
+    ).entry
     return org, charge
 
 

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing import services
 from billing.models import EntryType
+from voxanne.errors import IdempotencyKeyReused
 from voxanne.models import Organization
 from voxanne.tenancy import system_context
 
@@ -51,15 +52,17 @@ class Command(BaseCommand):
             if not Organization.objects.filter(pk=org_id).exists():
                 raise CommandError(f"No organization with id {org_id}.")
             try:
-                posting = services.post_credit(
+                posting = services.credit(
                     org=org_id,
                     amount_pence=pence,
                     type=EntryType.TOPUP,
                     idempotency_key=key,
                     description=reason,
                 )
-            except services.IdempotencyKeyReused as exc:
-                raise CommandError(exc.message) from None
+            except IdempotencyKeyReused:
+                raise CommandError(
+                    "This --idempotency-key was already used for a different credit."
+                ) from None
             balance = services.wallet_for(org_id).balance_formatted
         verb = "Added" if posting.created else "Already added (same key, nothing written):"
         self.stdout.write(
