@@ -10,7 +10,6 @@ dispute and webhook-inbox rows. No Stripe call ever runs inside a transaction.
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -250,7 +249,9 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
         topup.save(update_fields=fields)
         if posting.created:
             topup_paid.send(sender=TopUp, topup=topup)
-            transaction.on_commit(functools.partial(_queue_receipt, topup.pk), robust=True)
+            topup_id = topup.pk
+            # Not functools.partial: Django's robust on_commit logs the callback's __qualname__.
+            transaction.on_commit(lambda: _queue_receipt(topup_id), robust=True)
         return Fulfilment(topup, posting.created)
 
 
