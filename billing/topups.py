@@ -199,11 +199,28 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
     async_payment_failed): the status moves there unless it is already further. Joins the
     caller's transaction (the webhook's inbox row) or opens its own.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         found = _topup_for_session(session)
         if found is None:
             return Fulfilment(None, False, f"no top-up for checkout session {session.id}")
-        services.lock_wallet(found.org_id)  # wallet first, always
+        paid = session.payment_status == "paid"
+        if paid and ((session.currency or "").lower() != CURRENCY or not session.amount_total):
+            logger.error(
+                "a paid checkout session is not in %s; not credited",
+                CURRENCY,
+                extra={"session": session.id, "currency": session.currency},
+            )
+            return Fulfilment(found, False, f"paid in {session.currency}, not credited")
+        posting = None
+        if paid:  # the posting locks the wallet: wallet first, always
+            posting = services.record_topup(
+                org=found.org_id,
+                amount_pence=session.amount_total,
+                idempotency_key=topup_key(session.id),
+                description=f"Top-up by card (Stripe {session.id})",
+            )
+        else:
+            services.lock_wallet(found.org_id)
         topup = TopUp.objects.select_for_update().get(pk=found.pk)
         fields = {"updated_at"}
         if topup.stripe_session_id is None:
@@ -212,7 +229,7 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
         if session.payment_intent_id and not topup.payment_intent_id:
             topup.payment_intent_id = session.payment_intent_id
             fields.add("payment_intent_id")
-        if session.payment_status != "paid":
+        if posting is None:
             status = TopUpStatus.FAILED if failed else None
             if session.status == "expired":
                 status = TopUpStatus.EXPIRED
@@ -220,13 +237,6 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
                 fields.add("status")
             topup.save(update_fields=fields)
             return Fulfilment(topup, False, f"session {session.status}, {session.payment_status}")
-        if (session.currency or "").lower() != CURRENCY or not session.amount_total:
-            logger.error(
-                "a paid checkout session is not in %s; not credited",
-                CURRENCY,
-                extra={"session": session.id, "currency": session.currency},
-            )
-            return Fulfilment(topup, False, f"paid in {session.currency}, not credited")
         if session.amount_total != topup.amount_pence:
             logger.warning(
                 "stripe took another amount than the top-up asked for; crediting Stripe's",
@@ -236,12 +246,6 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
                     "amount_total": session.amount_total,
                 },
             )
-        posting = services.record_topup(
-            org=topup.org_id,
-            amount_pence=session.amount_total,
-            idempotency_key=topup_key(session.id),
-            description=f"Top-up by card (Stripe {session.id})",
-        )
         if _advance(topup, TopUpStatus.PAID) or topup.paid_at is None:
             topup.paid_at = topup.paid_at or timezone.now()
             topup.paid_pence = session.amount_total
@@ -298,47 +302,59 @@ def handle_stripe_webhook(payload: bytes, signature: str | None) -> Handled:
     """
     event = payments.verify_webhook(payload, signature)
     with system_context("stripe webhook"):
-        seen = WebhookEvent.objects.filter(
-            provider=WebhookEvent.Provider.STRIPE, event_id=event["id"]
-        ).exists()
-        if seen:
-            return Handled(event["id"], "duplicate")
-        fetched = _fetch_before(event)
+        fetched = None
+        if event["type"] in FETCH_FIRST:
+            if _seen(event):  # a redelivery: no need to ask Stripe again
+                return Handled(event["id"], "duplicate")
+            fetched = _fetch_before(event)
         return _process(event, fetched)
+
+
+# Events whose effect needs Stripe's current state, fetched before the transaction.
+FETCH_FIRST = frozenset({"charge.refunded"})
+
+
+def _seen(event: dict) -> bool:
+    return WebhookEvent.objects.filter(
+        provider=WebhookEvent.Provider.STRIPE, event_id=event["id"]
+    ).exists()
 
 
 def _fetch_before(event: dict) -> object:
     """What an event needs from Stripe, fetched before the transaction (never inside)."""
-    if event["type"] == "charge.refunded":
-        charge_id = event["data"]["object"]["id"]
-        try:
-            return payments.list_refunds(charge_id=charge_id)
-        except payments.PaymentProviderError as exc:
-            raise PaymentProviderUnreachable() from exc
-    return None
+    charge_id = event["data"]["object"]["id"]
+    try:
+        return payments.list_refunds(charge_id=charge_id)
+    except payments.PaymentProviderError as exc:
+        raise PaymentProviderUnreachable() from exc
 
 
 def _process(event: dict, fetched: object) -> Handled:
-    received = timezone.now()
-    with transaction.atomic(durable=True):
-        try:
-            with transaction.atomic():
-                inbox = WebhookEvent.objects.create(
-                    provider=WebhookEvent.Provider.STRIPE,
-                    event_id=event["id"],
-                    type=str(event["type"])[:100],
-                    payload=event,
-                    outcome=WebhookOutcome.PROCESSED,
-                    received_at=received,
-                    processed_at=received,
-                )
-        except IntegrityError:  # a concurrent delivery of the same event committed first
-            return Handled(event["id"], "duplicate")
-        note = _apply(event, fetched)
-        if note:
-            inbox.outcome, inbox.error = WebhookOutcome.IGNORED, note
-        inbox.processed_at = timezone.now()
-        inbox.save(update_fields=["outcome", "error", "processed_at", "updated_at"])
+    now = timezone.now()
+    stored = False
+    try:
+        with transaction.atomic(durable=True):
+            # First the inbox row: a concurrent delivery of the same event waits here on the
+            # unique index until this transaction ends, then fails (a duplicate) or, if this
+            # one rolled back, goes ahead.
+            inbox = WebhookEvent.objects.create(
+                provider=WebhookEvent.Provider.STRIPE,
+                event_id=event["id"],
+                type=str(event["type"])[:100],
+                payload=event,
+                outcome=WebhookOutcome.PROCESSED,
+                received_at=now,
+                processed_at=now,
+            )
+            stored = True
+            note = _apply(event, fetched)
+            if note:
+                inbox.outcome, inbox.error = WebhookOutcome.IGNORED, note
+                inbox.save(update_fields=["outcome", "error", "updated_at"])
+    except IntegrityError:
+        if stored:
+            raise  # the effect failed: nothing is kept, Stripe retries
+        return Handled(event["id"], "duplicate")
     return Handled(event["id"], inbox.outcome)
 
 

@@ -304,6 +304,11 @@ class StripeDouble:
         """Keep events back until `release()`: to deliver them out of order."""
         self._held = []
 
+    def take_held(self) -> list[dict]:
+        """The held events, for a caller that delivers them itself (a benchmark)."""
+        held, self._held = self._held or [], None
+        return held
+
     def release(self, order: str = "reversed", *, seed: int = 0) -> list[int | None]:
         """Deliver the held events: "sent" (as they happened), "reversed" or "shuffled"."""
         held, self._held = self._held or [], None

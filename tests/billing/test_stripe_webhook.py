@@ -121,7 +121,7 @@ def test_bad_missing_and_stale_signatures_are_400_with_nothing_written(api, stri
     topup = new_topup(api, make_org())
     stripe_double.hold()
     stripe_double.pay(topup.stripe_session_id)
-    [event] = stripe_double._held
+    [event] = stripe_double.take_held()
     body, headers = stripe_double.signed(event)
     tampered = body.replace(b'"amount_total": 2500', b'"amount_total": 99999')
     wrong_secret = stripe_double.signed(event, secret="whsec_someone_else")

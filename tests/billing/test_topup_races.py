@@ -31,7 +31,7 @@ def test_twenty_deliveries_racing_return_page_checks_credit_once(api, stripe_dou
     topup = new_topup(api, org, 2500)
     stripe_double.hold()
     stripe_double.pay(topup.stripe_session_id)
-    [event] = stripe_double._held
+    [event] = stripe_double.take_held()
     body, headers = stripe_double.signed(event)
 
     def work(index: int):
