@@ -60,6 +60,15 @@ class TopUpSerializer(serializers.ModelSerializer):
         ]
 
 
+class TopUpCreatedSerializer(serializers.Serializer):
+    """The 201 answer of POST /api/billing/wallet/topup (the issue's contract)."""
+
+    topup_id = serializers.UUIDField()
+    url = serializers.CharField()
+    status = serializers.CharField()
+    amount_pence = serializers.IntegerField()
+
+
 class TopUpListSerializer(serializers.Serializer):
     topups = TopUpSerializer(many=True)
     pagination = PaginationSerializer()

@@ -17,6 +17,7 @@ from billing import stripe as payments
 from billing import topups
 from billing.models import LedgerEntry, TopUp, TopUpStatus, format_pence
 from billing.serializers import (
+    TopUpCreatedSerializer,
     TopUpListSerializer,
     TopUpRequestSerializer,
     TopUpSerializer,
@@ -60,7 +61,7 @@ class TopUpView(APIView):
     @extend_schema(
         request=TopUpRequestSerializer,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
-        responses={201: TopUpSerializer, **error_responses(400, 401, 422, 500, 503)},
+        responses={201: TopUpCreatedSerializer, **error_responses(400, 401, 422, 500, 503)},
     )
     def post(self, request):
         body = request.data if isinstance(request.data, dict) else {}
