@@ -44,6 +44,9 @@ from voxanne.tenancy import system_context
 logger = logging.getLogger(__name__)
 
 RECONCILE_WINDOW = timedelta(hours=72)
+# Metadata key of a refund we made ourselves (admin "refund to card"): the idempotency key of
+# the debit already written for it, so the charge.refunded that follows debits nothing more.
+REFUND_DEBITED_AS = "voxanne_debit_key"
 PENDING_EXPIRES_AFTER = timedelta(days=1)
 CURRENCY = "gbp"
 
@@ -407,6 +410,8 @@ def _apply_refunds(charge: dict, refunds: list[payments.Refund]) -> str:
         return f"no top-up for charge {charge.get('id')}"
     gone = [r for r in refunds if r.status in ("succeeded", "pending")]
     for refund in gone:
+        if refund.metadata.get(REFUND_DEBITED_AS):
+            continue  # made by our own admin, which wrote its debit before asking Stripe
         services.record_money_gone(
             org=topup.org_id,
             amount_pence=refund.amount,
