@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_protect
 
 from billing import services
 from billing.forms import CreditForm, RefundForm, pounds
-from billing.models import LedgerEntry, Wallet, format_pence
+from billing.models import Dispute, LedgerEntry, TopUp, Wallet, WebhookEvent, format_pence
 from voxanne.admin import ReadOnlyAdminMixin, add_organization_inline
 from voxanne.errors import IdempotencyKeyReused
 
@@ -270,10 +270,20 @@ class LedgerEntryAdmin(
 
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
-    list_display = ["org", "balance", "last_sequence", "updated_at"]
+    list_display = ["org", "balance", "last_sequence", "frozen_at", "updated_at"]
+    list_filter = [("frozen_at", admin.EmptyFieldListFilter)]
     search_fields = ["org__clinic_name", "=org__id"]
     list_select_related = ["org"]
-    fields = ["id", "org", "balance", "last_sequence", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "org",
+        "balance",
+        "last_sequence",
+        "frozen_at",
+        "frozen_reason",
+        "created_at",
+        "updated_at",
+    ]
     readonly_fields = fields
     change_form_template = "admin/billing/wallet/change_form.html"
 
@@ -354,3 +364,46 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
 
 add_organization_inline(WalletInline)
 add_organization_inline(LedgerEntryInline)
+
+
+# --- Stripe: top-ups, disputes, the webhook inbox (view-only; billing/topups.py writes them) --
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["org", "amount", "status", "refunded", "stripe_session_id", "created_at"]
+    list_filter = ["status"]
+    search_fields = [
+        "org__clinic_name",
+        "=org__id",
+        "=stripe_session_id",
+        "=payment_intent_id",
+        "=charge_id",
+    ]
+    list_select_related = ["org"]
+    readonly_fields = [f.name for f in TopUp._meta.fields]
+
+    @admin.display(description="amount", ordering="amount_pence")
+    def amount(self, topup: TopUp) -> str:
+        return format_pence(topup.paid_pence or topup.amount_pence)
+
+    @admin.display(description="refunded", ordering="refunded_pence")
+    def refunded(self, topup: TopUp) -> str:
+        return format_pence(topup.refunded_pence)
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["org", "stripe_dispute_id", "amount_pence", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["org__clinic_name", "=stripe_dispute_id"]
+    list_select_related = ["org"]
+    readonly_fields = [f.name for f in Dispute._meta.fields]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["provider", "type", "event_id", "outcome", "received_at"]
+    list_filter = ["provider", "outcome", "type"]
+    search_fields = ["=event_id"]
+    readonly_fields = [f.name for f in WebhookEvent._meta.fields]

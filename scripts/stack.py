@@ -129,10 +129,29 @@ def start_telephony_sandbox(env: dict[str, str]) -> None:
     )
 
 
+def start_payments_sandbox(env: dict[str, str], web_url: str) -> None:
+    """Without STRIPE_SECRET_KEY, serve the local Stripe double: its checkout page (amount,
+    Pay, Cancel) completes the session and sends the signed webhook to this server."""
+    if env.get("STRIPE_SECRET_KEY"):
+        return
+    sys.path.insert(0, str(ROOT))
+    from sandbox.stripe import StripeDouble
+
+    stripe = StripeDouble(webhook_url=f"{web_url}/api/billing/stripe/webhook").start()
+    _keep_alive.append(stripe)
+    env.update(stripe.env())
+    log(
+        f"payments SANDBOX: no STRIPE_SECRET_KEY, so Stripe ({stripe.url}) is a local double; "
+        "its checkout page takes no card. Set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET for "
+        "real Stripe."
+    )
+
+
 def run_service() -> int:
     env = prepare_environment(debug=True)
     env.setdefault("TELEPHONY_SANDBOX", "1")
     start_telephony_sandbox(env)
+    start_payments_sandbox(env, "http://127.0.0.1:8000")
     manage(env, "migrate", "--no-input")
     manage(env, "ensure_support_user")
     processes: list[subprocess.Popen] = []

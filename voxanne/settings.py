@@ -258,6 +258,20 @@ PROVIDER_TIMEOUT_SECONDS = envint("PROVIDER_TIMEOUT_SECONDS", 15)
 # (fixed: a lease, not a knob).
 PROVISIONING_STUCK_AFTER_SECONDS = 300
 
+# --- Payments (Stripe Checkout top-ups) ---------------------------------------------------
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
+# A comma list: during a secret rotation both the old and the new secret verify.
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
+WALLET_MIN_TOPUP_PENCE = envint("WALLET_MIN_TOPUP_PENCE", 2500)
+WALLET_MAX_TOPUP_PENCE = envint("WALLET_MAX_TOPUP_PENCE", 100000)
+# Where Stripe sends the clinic back. `{TOPUP_ID}` is replaced by the top-up's id (and Stripe
+# replaces `{CHECKOUT_SESSION_ID}`). The default is this server's own return page.
+TOPUP_SUCCESS_URL = envstr("TOPUP_SUCCESS_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}")
+TOPUP_CANCEL_URL = envstr(
+    "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
+)
+
 # --- Production hardening ------------------------------------------------------------------
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)

@@ -18,6 +18,7 @@ from django.conf import settings
 from bench.harness import gunicorn
 from billing.models import EntryType
 from billing.services import credit
+from sandbox.stripe import StripeDouble
 from tests.doubles import fixtures
 from tests.doubles.fixtures import test_process_env
 from tests.factories import access_token, make_agent, make_call, make_org
@@ -78,9 +79,11 @@ def run_schemathesis(base_url: str, *headers: str) -> subprocess.CompletedProces
 
 @pytest.fixture
 def server(providers):
-    """gunicorn (2 workers) on the test database, Twilio and Vapi served by the doubles."""
-    with gunicorn(test_process_env(**providers.env()), workers=2) as running:
-        yield running
+    """gunicorn (2 workers) on the test database, Twilio, Vapi and Stripe served by doubles."""
+    with StripeDouble() as stripe:
+        env = test_process_env(**providers.env(), **stripe.env())
+        with gunicorn(env, workers=2) as running:
+            yield running
 
 
 @pytest.fixture
