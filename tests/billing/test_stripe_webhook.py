@@ -11,7 +11,7 @@ import pytest
 from billing import services
 from billing.models import Dispute, TopUp, Wallet, WebhookEvent
 from onboarding.models import OnboardingEvent
-from onboarding.services import viewed_payment_but_not_paid
+from onboarding.services import payment_abandonment
 from tests.billing.conftest import (
     assert_books_balance,
     balance,
@@ -51,7 +51,8 @@ def test_a_paid_checkout_credits_amount_total_once_and_records_payment_success(a
     )
     [event] = OnboardingEvent.objects.filter(org=org, event_name="payment_success")
     assert event.metadata == {"source": "stripe", "topup_id": str(topup.pk)}
-    assert not viewed_payment_but_not_paid(Organization.objects.filter(pk=org.pk)).exists()
+    abandoned = payment_abandonment(Organization.objects.filter(pk=org.pk))
+    assert not abandoned.filter(viewed_payment_but_not_paid=True).exists()
 
 
 def test_three_deliveries_of_one_event_credit_once(api, stripe_double):
@@ -272,8 +273,10 @@ def charge_hold(org):
 
     with transaction.atomic():
         return services.hold_for_provisioning(
-            org=org, idempotency_key=f"hold-{time.monotonic_ns()}", description="Phone number"
-        )
+            wallet=services.lock_wallet(org),
+            idempotency_key=f"hold-{time.monotonic_ns()}",
+            description="Phone number",
+        ).entry
 
 
 def test_a_refund_our_admin_already_debited_is_not_debited_again(api, stripe_double):
