@@ -295,3 +295,73 @@ def test_the_ledger_list_finds_a_clinics_entries_by_link_and_by_search():
         response = client.get(f"/admin/billing/ledgerentry/?{query}")
         assert response.status_code == 200, query
         assert list(response.context["cl"].queryset) == list(LedgerEntry.objects.for_org(mine))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "typed,pence",
+    [
+        ("12", 1200),
+        ("12.5", 1250),
+        ("12.50", 1250),
+        (" £12.50 ", 1250),
+        ("1,234.56", 123456),
+        ("1,000,000", 100_000_000),
+    ],
+)
+def test_credit_accepts_plain_amounts_in_pounds(typed, pence):
+    org = make_org()
+    client = client_for(make_support_user(permissions=CREDITOR))
+    form = {
+        **rendered_form(client, credit_page(org)),
+        "type": EntryType.ADJUSTMENT,
+        "amount": typed,
+        "reason": "Goodwill",
+        "confirm": "on",
+    }
+    assert client.post(credit_page(org), form).status_code == 302
+    [credit] = LedgerEntry.objects.for_org(org)
+    assert credit.amount_pence == pence
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "10,50",  # a decimal comma: not £1,050
+        "1_000",
+        "1,00",
+        "12,34.00",
+        "1234,567",
+        ",123",
+        "١٢",  # Arabic-Indic digits
+        "１２",  # full-width digits
+        "+12",
+        "-12",
+        "1e3",
+        "Infinity",
+        "NaN",
+        "12.",
+        ".5",
+        "1 000",
+    ],
+)
+def test_credit_and_refund_refuse_amounts_that_are_not_plain_pounds(typed):
+    org = make_org()
+    fund(org, 1000)
+    debit = charge(org, 1000)
+    client = client_for(make_support_user(permissions=(*CREDITOR, "billing.issue_refund")))
+    credit_form = {
+        **rendered_form(client, credit_page(org)),
+        "type": EntryType.ADJUSTMENT,
+        "amount": typed,
+        "reason": "Goodwill",
+        "confirm": "on",
+    }
+    credit_answer = client.post(credit_page(org), credit_form)
+    refund_answer = client.post(refund_page(debit), refund_form(client, debit, amount=typed))
+    for answer in (credit_answer, refund_answer):
+        assert answer.status_code == 200
+        assert "amount" in answer.context["form"].errors
+    assert Wallet.objects.get(org=org).balance_pence == 0
+    assert refunds_of(debit) == []
