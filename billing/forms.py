@@ -59,7 +59,7 @@ class MoneyForm(forms.Form):
     reason = forms.CharField(
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Why. Kept on the ledger entry and in the clinic's history.",
+        help_text="Why. A staff-only note on the ledger entry; the clinic sees a plain description.",
     )
     confirm = forms.BooleanField(required=True)
     nonce = forms.UUIDField(widget=forms.HiddenInput)

@@ -115,10 +115,12 @@ WITH existing AS (
     WHERE id = %(wallet_id)s AND NOT EXISTS (SELECT FROM existing)
 ), appended AS (
     INSERT INTO billing_ledger_entry (id, org_id, wallet_id, sequence, type, amount_pence,
-        balance_after_pence, description, reverses_id, idempotency_key, created_by_id, created_at)
+        balance_after_pence, description, reverses_id, idempotency_key, created_by_id, created_at,
+        internal_note)
     SELECT %(id)s::uuid, %(org_id)s::uuid, %(wallet_id)s::uuid, %(sequence)s::bigint,
         %(type)s::varchar, %(amount)s::bigint, %(balance)s::bigint, %(description)s::varchar,
-        %(reverses_id)s::uuid, %(key)s::varchar, %(created_by_id)s::uuid, %(now)s::timestamptz
+        %(reverses_id)s::uuid, %(key)s::varchar, %(created_by_id)s::uuid, %(now)s::timestamptz,
+        %(internal_note)s::varchar
     WHERE NOT EXISTS (SELECT FROM existing)
     RETURNING id
 )
@@ -173,6 +175,7 @@ def _post(
     description: str,
     reverses_id=None,
     created_by: User | None = None,
+    internal_note: str = "",
 ) -> Posting:
     """Append one entry to a locked wallet, or replay the entry that already holds the key.
 
@@ -195,6 +198,7 @@ def _post(
         amount_pence=amount_pence,
         balance_after_pence=new_balance,
         description=description[:500],
+        internal_note=internal_note[:500],
         reverses_id=reverses_id,
         idempotency_key=idempotency_key,
         created_by_id=created_by.pk if created_by else None,
@@ -215,6 +219,7 @@ def _post(
             "description": entry.description,
             "reverses_id": reverses_id,
             "created_by_id": entry.created_by_id,
+            "internal_note": entry.internal_note,
         },
     )
     if existing_id is not None:
@@ -251,6 +256,7 @@ def _credit_in_transaction(
     idempotency_key: str,
     description: str,
     created_by: User | None,
+    internal_note: str = "",
 ) -> Posting:
     _require_positive(amount_pence)
     if type not in CREDIT_ENTRY_TYPES:
@@ -263,6 +269,7 @@ def _credit_in_transaction(
         idempotency_key=idempotency_key,
         description=description,
         created_by=created_by,
+        internal_note=internal_note,
     )
 
 
@@ -274,8 +281,12 @@ def post_credit(
     idempotency_key: str,
     description: str = "",
     created_by: User | None = None,
+    internal_note: str = "",
 ) -> Posting:
-    """Add money (top-up, bonus, adjustment) in its own transaction; says if it was a replay."""
+    """Add money (top-up, bonus, adjustment) in its own transaction; says if it was a replay.
+
+    `description` is what the clinic reads; `internal_note` is for staff only.
+    """
     with transaction.atomic(durable=True):
         return _credit_in_transaction(
             org=org,
@@ -284,6 +295,7 @@ def post_credit(
             idempotency_key=idempotency_key,
             description=description,
             created_by=created_by,
+            internal_note=internal_note,
         )
 
 
@@ -401,6 +413,7 @@ def _refund_in_transaction(
     reason: str,
     idempotency_key: str,
     created_by: User | None,
+    internal_note: str = "",
 ) -> Posting:
     if amount_pence is not None:
         _require_positive(amount_pence)
@@ -428,6 +441,7 @@ def _refund_in_transaction(
         description=reason,
         reverses_id=entry.pk,
         created_by=created_by,
+        internal_note=internal_note,
     )
 
 
@@ -438,10 +452,12 @@ def post_refund(
     idempotency_key: str,
     amount_pence: int | None = None,
     created_by: User | None = None,
+    internal_note: str = "",
 ) -> Posting:
     """Give back part or all (the default) of a debit; says if it was a replay.
 
-    Raises RefundRefused without a reason, for a credit, or beyond what is left of the debit.
+    `reason` is what the clinic reads; `internal_note` is for staff only. Raises RefundRefused
+    without a reason, for a credit, or beyond what is left of the debit.
     """
     if not reason or not reason.strip():
         raise RefundRefused("A refund needs a reason.")
@@ -452,6 +468,7 @@ def post_refund(
             reason=reason.strip(),
             idempotency_key=idempotency_key,
             created_by=created_by,
+            internal_note=internal_note,
         )
 
 

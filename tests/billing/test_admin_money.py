@@ -9,7 +9,7 @@ from django.test import Client
 
 from billing.models import EntryType, LedgerEntry, Wallet
 from tests.billing.concurrently import run_at_once
-from tests.factories import charge, fund, make_org, make_support_user
+from tests.factories import auth_header, charge, fund, make_org, make_support_user
 
 VIEW = ("voxanne.view_organization", "billing.view_wallet", "billing.view_ledgerentry")
 REFUNDER = (*VIEW, "billing.issue_refund")
@@ -118,7 +118,7 @@ def test_issuing_a_refund_records_who_and_why_logs_it_and_returns_to_the_clinic(
     response = client.post(refund_page(debit), refund_form(client, debit))
     assert response.status_code == 302 and response["Location"] == org_page(org)
     [refund] = refunds_of(debit)
-    assert (refund.amount_pence, refund.created_by, refund.description) == (
+    assert (refund.amount_pence, refund.created_by, refund.internal_note) == (
         1000,
         agent,
         "Number never worked",
@@ -274,7 +274,7 @@ def test_adding_credit_records_who_and_why_once_even_when_submitted_twice(kind):
     second = client.post(credit_page(org), form)
     assert first.status_code == second.status_code == 302
     [credit] = LedgerEntry.objects.for_org(org)
-    assert (credit.type, credit.amount_pence, credit.created_by, credit.description) == (
+    assert (credit.type, credit.amount_pence, credit.created_by, credit.internal_note) == (
         kind,
         125050,
         agent,
@@ -365,3 +365,46 @@ def test_credit_and_refund_refuse_amounts_that_are_not_plain_pounds(typed):
         assert "amount" in answer.context["form"].errors
     assert Wallet.objects.get(org=org).balance_pence == 0
     assert refunds_of(debit) == []
+
+
+@pytest.mark.django_db
+def test_supports_reason_stays_internal_and_the_clinic_sees_a_plain_description(api):
+    org = make_org()
+    fund(org, 1000)
+    debit = charge(org, 1000)
+    agent = make_support_user(permissions=(*CREDITOR, "billing.issue_refund"))
+    client = client_for(agent)
+    refund_reason = "Owner was rude on the phone; refunding to calm things down"
+    client.post(refund_page(debit), refund_form(client, debit, amount="4.00", reason=refund_reason))
+    credit_reason = "Goodwill: ticket #4411, escalated by Sam"
+    for kind in (EntryType.ADJUSTMENT, EntryType.TOPUP):
+        client.post(
+            credit_page(org),
+            {
+                **rendered_form(client, credit_page(org)),
+                "type": kind,
+                "amount": "1.00",
+                "reason": credit_reason,
+                "confirm": "on",
+            },
+        )
+
+    answer = api.get("/api/billing/wallet/transactions", **auth_header(org))
+    assert answer.status_code == 200
+    assert refund_reason not in answer.content.decode()
+    assert credit_reason not in answer.content.decode()
+    newest = [(r["type"], r["description"]) for r in answer.json()["transactions"][:3]]
+    assert newest == [
+        ("topup", "Top-up"),
+        ("adjustment", "Credit from Voxanne support"),
+        ("refund", "Refund from Voxanne support"),
+    ]
+
+    notes = {e.type: e.internal_note for e in LedgerEntry.objects.for_org(org) if e.created_by}
+    assert notes == {
+        EntryType.REFUND: refund_reason,
+        EntryType.ADJUSTMENT: credit_reason,
+        EntryType.TOPUP: credit_reason,
+    }
+    page = client.get(org_page(org)).content.decode()
+    assert "Owner was rude on the phone" in page and "ticket #4411" in page
