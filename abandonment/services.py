@@ -74,19 +74,31 @@ def credit_key(org_id: uuid.UUID | str) -> str:
 # --- Unsubscribe -----------------------------------------------------------------------------
 
 
+def _owner_address(org_id: str) -> str:
+    """The address the org's emails go to (its owner's): the one an unsubscribe link is for."""
+    org = Organization.objects.select_related("owner").filter(pk=org_id).first()
+    if org is None:
+        raise InvalidUnsubscribeLink()
+    return org.owner.email if org.owner else ""
+
+
 def unsubscribe(*, token: str) -> OptOut:
     """Record the opt-out a token asks for (idempotent). Raises InvalidUnsubscribeLink."""
-    org_id, email = read_unsubscribe_token(token)
+    org_id = read_unsubscribe_token(token)
     with system_context("unsubscribe"):
-        if not Organization.objects.filter(pk=org_id).exists():
-            raise InvalidUnsubscribeLink()
+        email = _owner_address(org_id)
         OptOut.objects.bulk_create([OptOut(org_id=org_id, email=email)], ignore_conflicts=True)
         return OptOut.objects.get(org_id=org_id)
 
 
-def is_unsubscribed(org_id: uuid.UUID | str) -> bool:
+def unsubscribe_status(*, token: str) -> tuple[str, bool]:
+    """(address, whether it is unsubscribed) for a link. Raises InvalidUnsubscribeLink."""
+    org_id = read_unsubscribe_token(token)
     with system_context("unsubscribe"):
-        return OptOut.objects.filter(org_id=org_id).exists()
+        opt_out = OptOut.objects.filter(org_id=org_id).first()
+        if opt_out is not None:
+            return opt_out.email, True
+        return _owner_address(org_id), False
 
 
 # --- One pass ----------------------------------------------------------------------------------
