@@ -492,6 +492,7 @@ def _owed_credits(shard: Shard) -> list[tuple[uuid.UUID, uuid.UUID]]:
         AbandonmentEmail.objects.filter(
             sequence=Sequence.OBJECTION_KILLER,
             credit_applied=False,
+            org__owner__email_verified_at__isnull=False,  # see _verified_owners_only
             org_id__gte=shard.first,
             org_id__lte=shard.last,
         )
@@ -502,6 +503,25 @@ def _owed_credits(shard: Shard) -> list[tuple[uuid.UUID, uuid.UUID]]:
 
 
 CREDIT_DESCRIPTION = "Abandonment email 3: £10 added to your account"
+
+
+def _verified_owners_only(
+    rows: list[tuple[uuid.UUID, uuid.UUID]],
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The (row id, org id) pairs whose org's owner has verified their email address.
+
+    The £10 is for real clinics, not throwaway sign-ups: an unverified owner's credit stays
+    owed (credit_applied false) and the first pass after they verify pays it.
+    """
+    verified: set[uuid.UUID] = set()
+    org_ids = [org_id for _, org_id in rows]
+    for start in range(0, len(org_ids), 1000):
+        verified.update(
+            Organization.objects.filter(
+                id__in=org_ids[start : start + 1000], owner__email_verified_at__isnull=False
+            ).values_list("id", flat=True)
+        )
+    return [row for row in rows if row[1] in verified]
 
 
 def _batches(rows: list, size: int = CREDIT_BATCH) -> Iterator[list]:
@@ -532,6 +552,7 @@ class _Creditor:
 
     def pay(self, rows: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
         """Pay these credits now (inline), or soon (threads) once there are enough of them."""
+        rows = _verified_owners_only(rows)
         if self.inline:
             for batch in _batches(rows):
                 self._pay_batch(batch)

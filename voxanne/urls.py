@@ -10,6 +10,12 @@ api = [
     path("auth/signup", views.SignupView.as_view(), name="signup"),
     path("auth/token", views.TokenView.as_view(), name="token"),
     path("auth/token/refresh", views.RefreshView.as_view(), name="token-refresh"),
+    path(
+        "auth/verify-email/resend",
+        views.ResendVerificationView.as_view(),
+        name="verify-email-resend",
+    ),
+    path("auth/verify-email/<str:token>", views.VerifyEmailView.as_view(), name="verify-email"),
     path("agents", views.AgentListView.as_view(), name="agent-list"),
     path("agents/<str:agent_id>", views.AgentDetailView.as_view(), name="agent-detail"),
     path("calls", views.CallListView.as_view(), name="call-list"),
