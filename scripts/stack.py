@@ -143,11 +143,7 @@ def run_service() -> int:
             "voxanne.wsgi:application",
             "--bind",
             "127.0.0.1:8000",
-            "--workers",
-            "2",
-            "--access-logfile",
-            "-",
-        ],
+        ],  # the rest from gunicorn.conf.py (workers, threads, timeouts, limits)
         [
             python(),
             "-m",

@@ -78,8 +78,8 @@ def run_schemathesis(base_url: str, *headers: str) -> subprocess.CompletedProces
 
 @pytest.fixture
 def server(providers):
-    """gunicorn (2 workers) on the test database, Twilio and Vapi served by the doubles."""
-    with gunicorn(test_process_env(**providers.env()), workers=2) as running:
+    """gunicorn (gunicorn.conf.py) on the test database, Twilio and Vapi served by the doubles."""
+    with gunicorn(test_process_env(**providers.env())) as running:
         yield running
 
 
