@@ -25,7 +25,10 @@ threads = int(os.environ.get("GUNICORN_THREADS") or 4)
 # longer (provisioning waits on Twilio and Vapi, PROVIDER_TIMEOUT_SECONDS each step).
 timeout = 60
 graceful_timeout = 30
-keepalive = 5
+# Idle keep-alive connections wait in the poller, not in a thread. Longer than the proxy's own
+# idle timeout (nginx upstream keepalive_timeout and cloud load balancers: 60 s), so the proxy
+# closes first and never sends a request on a connection gunicorn is closing.
+keepalive = 75
 backlog = 2048
 
 # What gunicorn reads before Django sees the request; beyond them it answers 414 or 431 itself.
