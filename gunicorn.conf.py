@@ -8,7 +8,7 @@ behind a buffering reverse proxy (nginx, a load balancer) that reads each reques
 before passing it on; a slow client can hold one thread here, never the service.
 
 Environment: WEB_CONCURRENCY (processes, default: one per CPU, at least 2), GUNICORN_THREADS
-(threads per process, default 4). Command-line flags override everything here.
+(threads per process, default 16). Command-line flags override everything here.
 """
 
 import os
@@ -17,9 +17,12 @@ _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, _cpus or 1))
-# Threads share one database connection each (CONN_MAX_AGE), so the most connections this
-# server opens is workers x threads: keep it within Postgres' max_connections.
-threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+# Enough threads that a request never waits for one while sign-ups hash passwords (the
+# hashing releases the GIL; CPU is then shared by the kernel). bench/load.py, 60 clinics on a
+# 2-core machine at load average ~20: status p95 during sign-ups 2,516x its idle p95 with
+# 4 threads, 36x with 16. Each thread that serves a request keeps a database connection
+# (CONN_MAX_AGE): workers x threads must stay within Postgres' max_connections.
+threads = int(os.environ.get("GUNICORN_THREADS") or 16)
 
 # A worker that stops reporting for `timeout` seconds is restarted; a request may take
 # longer (provisioning waits on Twilio and Vapi, PROVIDER_TIMEOUT_SECONDS each step).
