@@ -45,24 +45,31 @@ class InvalidUnsubscribeLink(ApiError):
     code = "invalid_unsubscribe_link"
 
 
-def unsubscribe_token(*, org_id: uuid.UUID | str, email: str) -> str:
-    """A signed, timestamped token naming the org and the address it was sent to."""
-    return signing.dumps([str(org_id), email], salt=UNSUBSCRIBE_SALT)
+def unsubscribe_token(*, org_id: uuid.UUID | str) -> str:
+    """A signed, timestamped token naming only the org: it carries no address (it ends up in
+    mailboxes, browser histories and proxies' logs)."""
+    return signing.TimestampSigner(salt=UNSUBSCRIBE_SALT).sign(uuid.UUID(str(org_id)).hex)
 
 
 def unsubscribe_url(token: str) -> str:
     return f"{settings.APP_BASE_URL.rstrip('/')}/api/abandonment/unsubscribe/{token}"
 
 
-def read_unsubscribe_token(token: str) -> tuple[str, str]:
-    """(org id, email) of a valid token. Raises InvalidUnsubscribeLink (bad, forged, expired)."""
+def read_unsubscribe_token(token: str) -> str:
+    """The org id of a valid token. Raises InvalidUnsubscribeLink (bad, forged, expired).
+
+    Links sent before the token named only the org (signed JSON of [org id, address]) keep
+    working until they expire.
+    """
     max_age = timedelta(days=settings.ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS)
     try:
-        org_id, email = signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=max_age)
-        uuid.UUID(org_id)
-    except (signing.BadSignature, ValueError, TypeError):
+        # Both formats are signed by the same signer; the old one's value is base64 JSON.
+        org_id = signing.TimestampSigner(salt=UNSUBSCRIBE_SALT).unsign(token, max_age=max_age)
+        if len(org_id) != 32:
+            org_id, _address = signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=max_age)
+        return str(uuid.UUID(org_id))
+    except (signing.BadSignature, ValueError, TypeError, AttributeError):
         raise InvalidUnsubscribeLink() from None
-    return org_id, email
 
 
 def compose(
@@ -70,7 +77,7 @@ def compose(
 ) -> EmailMultiAlternatives:
     """Email `sequence` for one org: text and HTML parts, one-click unsubscribe headers."""
     base = settings.APP_BASE_URL.rstrip("/")
-    link = unsubscribe_url(unsubscribe_token(org_id=org_id, email=email))
+    link = unsubscribe_url(unsubscribe_token(org_id=org_id))
     context = {
         "clinic": clinic_label(clinic_name),
         "wizard_url": f"{base}{WIZARD_PATH}",

@@ -72,19 +72,31 @@ def credit_key(org_id: uuid.UUID | str) -> str:
 # --- Unsubscribe -----------------------------------------------------------------------------
 
 
+def _owner_address(org_id: str) -> str:
+    """The address the org's emails go to (its owner's): the one an unsubscribe link is for."""
+    org = Organization.objects.select_related("owner").filter(pk=org_id).first()
+    if org is None:
+        raise InvalidUnsubscribeLink()
+    return org.owner.email if org.owner else ""
+
+
 def unsubscribe(*, token: str) -> OptOut:
     """Record the opt-out a token asks for (idempotent). Raises InvalidUnsubscribeLink."""
-    org_id, email = read_unsubscribe_token(token)
+    org_id = read_unsubscribe_token(token)
     with system_context("unsubscribe"):
-        if not Organization.objects.filter(pk=org_id).exists():
-            raise InvalidUnsubscribeLink()
+        email = _owner_address(org_id)
         OptOut.objects.bulk_create([OptOut(org_id=org_id, email=email)], ignore_conflicts=True)
         return OptOut.objects.get(org_id=org_id)
 
 
-def is_unsubscribed(org_id: uuid.UUID | str) -> bool:
+def unsubscribe_status(*, token: str) -> tuple[str, bool]:
+    """(address, whether it is unsubscribed) for a link. Raises InvalidUnsubscribeLink."""
+    org_id = read_unsubscribe_token(token)
     with system_context("unsubscribe"):
-        return OptOut.objects.filter(org_id=org_id).exists()
+        opt_out = OptOut.objects.filter(org_id=org_id).first()
+        if opt_out is not None:
+            return opt_out.email, True
+        return _owner_address(org_id), False
 
 
 # --- One pass ----------------------------------------------------------------------------------
@@ -453,6 +465,7 @@ def _owed_credits(shard: Shard) -> list[tuple[uuid.UUID, uuid.UUID]]:
         AbandonmentEmail.objects.filter(
             sequence=Sequence.OBJECTION_KILLER,
             credit_applied=False,
+            org__owner__email_verified_at__isnull=False,  # see _verified_owners_only
             org_id__gte=shard.first,
             org_id__lte=shard.last,
         )
@@ -463,6 +476,25 @@ def _owed_credits(shard: Shard) -> list[tuple[uuid.UUID, uuid.UUID]]:
 
 
 CREDIT_DESCRIPTION = "Abandonment email 3: £10 added to your account"
+
+
+def _verified_owners_only(
+    rows: list[tuple[uuid.UUID, uuid.UUID]],
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The (row id, org id) pairs whose org's owner has verified their email address.
+
+    The £10 is for real clinics, not throwaway sign-ups: an unverified owner's credit stays
+    owed (credit_applied false) and the first pass after they verify pays it.
+    """
+    verified: set[uuid.UUID] = set()
+    org_ids = [org_id for _, org_id in rows]
+    for start in range(0, len(org_ids), 1000):
+        verified.update(
+            Organization.objects.filter(
+                id__in=org_ids[start : start + 1000], owner__email_verified_at__isnull=False
+            ).values_list("id", flat=True)
+        )
+    return [row for row in rows if row[1] in verified]
 
 
 class _Bonuses:
@@ -480,6 +512,7 @@ class _Bonuses:
 
     def pay(self, rows: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
         """Owe these (email row, org) credits; every full batch is paid now."""
+        rows = _verified_owners_only(rows)
         self.due.extend(rows)
         while len(self.due) >= CREDIT_BATCH:
             self._pay_batch(self.due[:CREDIT_BATCH])

@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer, TemplateHTMLRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from abandonment import emails, services
+from abandonment import services
 from voxanne.errors import error_responses
 
 PAGE = "abandonment/unsubscribe.html"
@@ -36,8 +36,8 @@ class UnsubscribeView(APIView):
         responses={200: UnsubscribeStateSerializer, **error_responses(400)},
     )
     def get(self, request, token: str):
-        org_id, email = emails.read_unsubscribe_token(token)
-        state = {"email": email, "unsubscribed": services.is_unsubscribed(org_id)}
+        email, unsubscribed = services.unsubscribe_status(token=token)
+        state = {"email": email, "unsubscribed": unsubscribed}
         return Response(UnsubscribeStateSerializer(state).data, template_name=PAGE)
 
     @extend_schema(

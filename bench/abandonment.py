@@ -71,6 +71,7 @@ USER = {
     "organization_id": "uuid",
     "is_active": "bool",
     "is_staff": "bool",
+    "email_verified_at": "timestamptz",  # the bonus is for verified owners
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
 }
@@ -138,7 +139,7 @@ def seed(n: int) -> None:
             "voxanne_user",
             USER,
             [
-                (user, "!", False, f"owner-{user}@bench.test", orgs[i], True, False, now, now)
+                (user, "!", False, f"owner-{user}@bench.test", orgs[i], True, False, now, now, now)
                 for i, user in enumerate(users)
             ],
         )

@@ -85,11 +85,22 @@ class Server:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int, timeout: int = 30) -> Iterator[Server]:
-    """A gunicorn serving the app with `env` (its DATABASE_URL, providers...); stops it after."""
+def gunicorn(
+    env: dict[str, str], *, workers: int | None = None, timeout: int | None = None
+) -> Iterator[Server]:
+    """A gunicorn serving the app with `env` (its DATABASE_URL, providers...); stops it after.
+
+    Started from the repository root, so it reads gunicorn.conf.py as production does;
+    `workers` and `timeout` override the file's values when given.
+    """
     import httpx
 
     port = free_port()
+    overrides = []
+    if workers is not None:
+        overrides += ["--workers", str(workers)]
+    if timeout is not None:
+        overrides += ["--timeout", str(timeout)]
     server = subprocess.Popen(
         [
             sys.executable,
@@ -98,12 +109,7 @@ def gunicorn(env: dict[str, str], *, workers: int, timeout: int = 30) -> Iterato
             "voxanne.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--backlog",
-            "2048",
-            "--timeout",
-            str(timeout),
+            *overrides,
         ],
         cwd=ROOT,
         env={"LOG_LEVEL": "WARNING", "DJANGO_DEBUG": "0", **env},

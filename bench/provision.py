@@ -4,8 +4,8 @@ the same server's /healthz in the same run.
     python bench/provision.py [PROVISIONS]      (`make bench` runs it; default 200)
 
 Works in a database of its own (created next to DATABASE_URL's, dropped at the end). Starts
-gunicorn (WORKERS sync workers) against it with Twilio and Vapi served by the zero-latency
-doubles of sandbox/, funds PROVISIONS clinics, then CLIENTS client threads each POST
+gunicorn (WORKERS workers, gunicorn.conf.py otherwise) against it with Twilio and Vapi served by
+the zero-latency doubles of sandbox/, funds PROVISIONS clinics, then CLIENTS client threads each POST
 /api/onboarding/provision-number for their own clinics (every request a full paid
 provisioning: hold, subaccount, search, buy, import, settle: 5 provider calls, ~20
 statements). The baseline is the same gunicorn answering /healthz to the

@@ -23,7 +23,16 @@ from django.views.decorators.csrf import csrf_protect
 
 from billing import services
 from billing.forms import CreditForm, RefundForm, pounds
-from billing.models import Dispute, LedgerEntry, TopUp, Wallet, WebhookEvent, format_pence
+from billing.models import (
+    SUPPORT_DESCRIPTIONS,
+    Dispute,
+    EntryType,
+    LedgerEntry,
+    TopUp,
+    Wallet,
+    WebhookEvent,
+    format_pence,
+)
 from voxanne.admin import ReadOnlyAdminMixin, add_organization_inline
 from voxanne.errors import IdempotencyKeyReused
 
@@ -123,7 +132,16 @@ class LedgerEntryInline(ReadOnlyAdminMixin, LedgerColumnsMixin, admin.TabularInl
     show_change_link = True
 
     def get_fields(self, request, obj=None):
-        fields = ["created_at", "type", "amount", "balance_after", "description", "by", "reverses"]
+        fields = [
+            "created_at",
+            "type",
+            "amount",
+            "balance_after",
+            "description",
+            "internal_note",
+            "by",
+            "reverses",
+        ]
         if request.user.has_perm(REFUND_PERMISSION):
             fields.append("refund_link")
         return fields
@@ -162,9 +180,25 @@ class MoneyFormViewMixin:
 class LedgerEntryAdmin(
     ReadOnlyAdminMixin, LedgerColumnsMixin, MoneyFormViewMixin, admin.ModelAdmin
 ):
-    list_display = ["created_at", "org", "type", "amount", "balance_after", "description", "by"]
+    list_display = [
+        "created_at",
+        "org",
+        "type",
+        "amount",
+        "balance_after",
+        "description",
+        "internal_note",
+        "by",
+    ]
     list_filter = ["type"]
-    search_fields = ["org__clinic_name", "=org__id", "=id", "idempotency_key", "description"]
+    search_fields = [
+        "org__clinic_name",
+        "=org__id",
+        "=id",
+        "idempotency_key",
+        "description",
+        "internal_note",
+    ]
     list_select_related = ["org", "created_by"]
     fields = [
         "id",
@@ -175,6 +209,7 @@ class LedgerEntryAdmin(
         "amount",
         "balance_after",
         "description",
+        "internal_note",
         "reverses",
         "idempotency_key",
         "by",
@@ -224,7 +259,8 @@ class LedgerEntryAdmin(
                     posting = services.refund(
                         entry=entry,
                         amount_pence=data["amount"],
-                        reason=data["reason"],
+                        reason=SUPPORT_DESCRIPTIONS[EntryType.REFUND],
+                        internal_note=data["reason"],
                         idempotency_key=f"admin-refund:{data['nonce']}",
                         created_by=request.user,
                     )
@@ -242,7 +278,7 @@ class LedgerEntryAdmin(
                         change = (
                             f"Refunded {format_pence(refund.amount_pence)} of "
                             f"{entry.get_type_display().lower()} charge {entry.pk} "
-                            f"(entry {refund.pk}). Reason: {refund.description}"
+                            f"(entry {refund.pk}). Reason: {refund.internal_note}"
                         )
                         self.log_change(request, entry.org, change)
                         messages.success(request, change)
@@ -323,7 +359,8 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
                         org=wallet.org_id,
                         amount_pence=data["amount"],
                         type=data["type"],
-                        description=data["reason"],
+                        description=SUPPORT_DESCRIPTIONS[data["type"]],
+                        internal_note=data["reason"],
                         idempotency_key=f"admin-credit:{data['nonce']}",
                         created_by=request.user,
                     )
@@ -339,7 +376,7 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
                         change = (
                             f"Added {format_pence(credit.amount_pence)} "
                             f"({credit.get_type_display().lower()}, entry {credit.pk}). "
-                            f"Reason: {credit.description}"
+                            f"Reason: {credit.internal_note}"
                         )
                         self.log_change(request, wallet.org, change)
                         messages.success(request, change)

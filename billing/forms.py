@@ -6,7 +6,8 @@ it, so the same rendered form submitted twice (double click, back button) moves 
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -19,8 +20,15 @@ def pounds(pence: int) -> str:
     return f"{Decimal(pence) / 100:.2f}"
 
 
+# Pounds as support types them: ASCII digits, commas only as thousands separators in groups of
+# three, at most two decimals. "10,50" (a decimal comma), "1_000", "1e3" or non-ASCII digits
+# are refused rather than guessed at: Decimal() would read them as other amounts.
+PLAIN_POUNDS = re.compile(r"(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)(?:\.[0-9]{1,2})?")
+
+
 class PenceField(forms.CharField):
-    """An amount in pounds ('12.34', '£12', '1,000.50'), cleaned to a positive int of pence."""
+    """An amount in pounds ('12', '12.5', '£12.34', '1,000.50'), cleaned to a positive int of
+    pence. Anything else is a form error."""
 
     default_error_messages = {
         "invalid": "Enter an amount in pounds, such as 12.50.",
@@ -35,14 +43,10 @@ class PenceField(forms.CharField):
 
     def clean(self, value) -> int:
         text = super().clean(value)
-        text = text.replace("£", "").replace(",", "").strip()
-        try:
-            amount = Decimal(text)
-        except InvalidOperation:
-            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
-        if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
+        text = text.strip().removeprefix("£").strip()
+        if not PLAIN_POUNDS.fullmatch(text):
             raise ValidationError(self.error_messages["invalid"], code="invalid")
-        pence = int(amount * 100)
+        pence = int(Decimal(text.replace(",", "")) * 100)
         if pence < 1:
             raise ValidationError(self.error_messages["min_value"], code="min_value")
         if pence > self.max_pence:
@@ -55,7 +59,7 @@ class MoneyForm(forms.Form):
     reason = forms.CharField(
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Why. Kept on the ledger entry and in the clinic's history.",
+        help_text="Why. A staff-only note on the ledger entry; the clinic sees a plain description.",
     )
     confirm = forms.BooleanField(required=True)
     nonce = forms.UUIDField(widget=forms.HiddenInput)

@@ -71,6 +71,14 @@ class EntryType(models.TextChoices):
     CHARGEBACK = "chargeback", "Chargeback"
 
 
+# What a clinic reads for money support moved by hand; support's own reason is kept apart as
+# the entry's internal_note, which clinics never see.
+SUPPORT_DESCRIPTIONS = {
+    EntryType.TOPUP: "Top-up",
+    EntryType.ADJUSTMENT: "Credit from Voxanne support",
+    EntryType.REFUND: "Refund from Voxanne support",
+}
+
 CREDIT_TYPES = (EntryType.TOPUP, EntryType.BONUS, EntryType.REFUND)
 DEBIT_TYPES = (EntryType.PHONE_PROVISIONING, EntryType.CARD_REFUND, EntryType.CHARGEBACK)
 # Money that has already moved at the provider: always recorded, even below zero. Everything
@@ -91,7 +99,10 @@ class LedgerEntry(models.Model):
     type = models.CharField(max_length=32, choices=EntryType.choices)
     amount_pence = models.BigIntegerField()
     balance_after_pence = models.BigIntegerField()
-    description = models.CharField(max_length=500, blank=True)
+    description = models.CharField(max_length=500, blank=True)  # shown to the clinic
+    # Staff only (admin): why support moved the money. The database default lets writers that
+    # do not name the column go on appending.
+    internal_note = models.CharField(max_length=500, blank=True, default="", db_default="")
     reverses = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals"
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from billing.models import EntryType, LedgerEntry, TopUp, Wallet
+from billing.models import SUPPORT_DESCRIPTIONS, EntryType, LedgerEntry, TopUp, Wallet
 from voxanne.pagination import PageParams, PaginationSerializer
 
 
@@ -19,9 +19,18 @@ class WalletSerializer(serializers.ModelSerializer):
 
 
 class TransactionSerializer(serializers.ModelSerializer):
+    description = serializers.SerializerMethodField()
+
     class Meta:
         model = LedgerEntry
         fields = ["id", "type", "amount_pence", "balance_after_pence", "description", "created_at"]
+
+    def get_description(self, entry: LedgerEntry) -> str:
+        # Entries support wrote before internal_note existed hold support's reason here; the
+        # ledger cannot be rewritten, so a clinic is shown the plain sentence instead.
+        if entry.created_by_id and entry.type in SUPPORT_DESCRIPTIONS:
+            return SUPPORT_DESCRIPTIONS[entry.type]
+        return entry.description
 
 
 class TransactionListSerializer(serializers.Serializer):

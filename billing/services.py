@@ -83,9 +83,11 @@ WITH existing AS (
     WHERE id = %(wallet_id)s AND NOT EXISTS (SELECT FROM existing)
 ), appended AS (
     INSERT INTO billing_ledger_entry (id, org_id, wallet_id, sequence, type, amount_pence,
-        balance_after_pence, description, reverses_id, idempotency_key, created_by_id, created_at)
+        balance_after_pence, description, reverses_id, idempotency_key, created_by_id, created_at,
+        internal_note)
     SELECT %(id)s, %(org_id)s, %(wallet_id)s, %(sequence)s, %(type)s, %(amount)s, %(balance)s,
-        %(description)s, %(reverses_id)s::uuid, %(key)s, %(created_by_id)s::uuid, %(now)s
+        %(description)s, %(reverses_id)s::uuid, %(key)s, %(created_by_id)s::uuid, %(now)s,
+        %(internal_note)s
     WHERE NOT EXISTS (SELECT FROM existing)
     RETURNING *
 )
@@ -118,6 +120,7 @@ def _post(
     description: str,
     reverses: LedgerEntry | None = None,
     created_by: User | None = None,
+    internal_note: str = "",
 ) -> Posting:
     """Append one entry to a wallet locked by `lock_wallet`, or replay the entry with the key.
 
@@ -146,6 +149,7 @@ def _post(
             "description": description[:500],
             "reverses_id": reverses_id,
             "created_by_id": created_by.pk if created_by else None,
+            "internal_note": internal_note[:500],
         }
         entry = LedgerEntry.objects.raw(_APPEND_SQL, params)[0]
         if entry.created:
@@ -185,8 +189,12 @@ def credit(
     idempotency_key: str,
     description: str = "",
     created_by: User | None = None,
+    internal_note: str = "",
 ) -> Posting:
-    """Add money (top-up, bonus, adjustment) in its own transaction."""
+    """Add money (top-up, bonus, adjustment) in its own transaction.
+
+    `description` is what the clinic reads; `internal_note` is for staff only.
+    """
     _check_credit(amount_pence, type)
     with transaction.atomic(durable=True):
         return _post(
@@ -196,6 +204,7 @@ def credit(
             idempotency_key=idempotency_key,
             description=description,
             created_by=created_by,
+            internal_note=internal_note,
         )
 
 
@@ -274,6 +283,7 @@ def _refund(
     reason: str,
     idempotency_key: str,
     created_by: User | None,
+    internal_note: str = "",
 ) -> Posting:
     """Refund part (or with None, the rest) of a debit on its locked wallet."""
     existing = _existing(entry.org_id, idempotency_key)  # checked first: a retry is not refused
@@ -300,6 +310,7 @@ def _refund(
         description=reason,
         reverses=entry,
         created_by=created_by,
+        internal_note=internal_note,
     )
 
 
@@ -310,10 +321,12 @@ def refund(
     idempotency_key: str,
     amount_pence: int | None = None,
     created_by: User | None = None,
+    internal_note: str = "",
 ) -> Posting:
     """Give back part or all (the default) of a debit in its own transaction.
 
-    Raises RefundRefused without a reason, for a credit, or beyond what is left of the debit.
+    `reason` is what the clinic reads; `internal_note` is for staff only. Raises RefundRefused
+    without a reason, for a credit, or beyond what is left of the debit.
     """
     if not reason or not reason.strip():
         raise RefundRefused("A refund needs a reason.")
@@ -327,6 +340,7 @@ def refund(
             reason=reason.strip(),
             idempotency_key=idempotency_key,
             created_by=created_by,
+            internal_note=internal_note,
         )
 
 

@@ -163,11 +163,7 @@ def run_service() -> int:
             "voxanne.wsgi:application",
             "--bind",
             "127.0.0.1:8000",
-            "--workers",
-            "2",
-            "--access-logfile",
-            "-",
-        ],
+        ],  # the rest from gunicorn.conf.py (workers, threads, timeouts, limits)
         [
             python(),
             "-m",
@@ -229,8 +225,33 @@ def run_service() -> int:
     return status
 
 
+def ensure_browser() -> None:
+    """The admin browser tests need Debian's chromium and chromium-driver: install them when
+    this process may (root, with apt); otherwise say loudly that those tests will be skipped
+    (or fail, under REQUIRE_BROWSER=1)."""
+    import shutil
+
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    packages = ["chromium", "chromium-driver"]
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing chromium and chromium-driver for the browser tests (apt-get)")
+        install = ["apt-get", "install", "-y", "-q", *packages]
+        if subprocess.run(install).returncode and not (
+            subprocess.run(["apt-get", "update", "-q"]).returncode == 0
+            and subprocess.run(install).returncode == 0
+        ):
+            log("WARNING: apt-get could not install chromium; the browser tests will not run")
+        return
+    log(
+        "WARNING: chromium/chromedriver not installed and this is not root with apt: the admin "
+        "browser tests will be SKIPPED (apt-get install chromium chromium-driver to run them)"
+    )
+
+
 def run_tests(args: list[str]) -> int:
     env = prepare_environment(debug=False)
+    ensure_browser()
     lint = subprocess.run([python(), "-m", "ruff", "check", "."], cwd=ROOT, env=env)
     if lint.returncode:
         return lint.returncode

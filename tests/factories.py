@@ -118,9 +118,16 @@ def make_event_at(org: Organization, event_name: str, at, step_index: int = 3) -
 
 
 def make_abandoned_org(
-    hours_ago: float = 2, clinic_name: str | None = "Smile Dental", email: str | None = None
+    hours_ago: float = 2,
+    clinic_name: str | None = "Smile Dental",
+    email: str | None = None,
+    *,
+    verified: bool = True,
 ) -> Organization:
-    """A clinic that viewed the payment step `hours_ago` hours ago and left."""
+    """A clinic that viewed the payment step `hours_ago` hours ago and left; its owner has
+    verified their address unless `verified` is False."""
     org = make_org(clinic_name, email=email)
+    if verified:
+        User.objects.filter(pk=org.owner_id).update(email_verified_at=timezone.now())
     make_event_at(org, "payment_viewed", timezone.now() - timedelta(hours=hours_ago))
     return org

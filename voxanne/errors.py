@@ -103,8 +103,29 @@ def error_response(status: int, message: str | None = None, **extra: object) -> 
     return JsonResponse(body, status=status)
 
 
+# The `error` sentence of a validation failure, by the failing rule's code: plain words for a
+# person, naming neither the API field nor the rule's detail (both stay in `fields`).
+_SENTENCES = {
+    "required": "Please provide the {label}.",
+    "blank": "Please provide the {label}.",
+    "invalid_choice": "Please choose a valid {label}.",
+    "max_length": "The {label} is too long.",
+    "max_string_length": "The {label} is too long.",
+    "min_length": "The {label} is too short.",
+    "max_value": "The {label} is out of range.",
+    "min_value": "The {label} is out of range.",
+}
+_DEFAULT_SENTENCE = "Please enter a valid {label}."
+
+
+def _first_error(detail: object) -> object:
+    while isinstance(detail, dict | list) and detail:
+        detail = next(iter(detail.values())) if isinstance(detail, dict) else detail[0]
+    return detail
+
+
 def _validation_message(detail: object) -> tuple[str, dict]:
-    """A plain sentence from DRF validation detail, plus per-field hints."""
+    """A plain sentence from DRF validation detail, plus the per-field detail for front ends."""
     if isinstance(detail, dict):
         fields = {
             str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in detail.items()
@@ -112,7 +133,9 @@ def _validation_message(detail: object) -> tuple[str, dict]:
         field, messages = next(iter(fields.items()), ("", ["Invalid input."]))
         if field in ("non_field_errors", "detail"):
             return messages[0], {}
-        return f"{field}: {messages[0]}", {"fields": fields}
+        code = getattr(_first_error(detail[field]), "code", None)
+        label = field.replace("_", " ").strip().lower()
+        return _SENTENCES.get(code, _DEFAULT_SENTENCE).format(label=label), {"fields": fields}
     if isinstance(detail, list) and detail:
         return str(detail[0]), {}
     return str(detail) or "Invalid input.", {}

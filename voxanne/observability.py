@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 access_log = logging.getLogger("voxanne.access")
+
+# Paths whose last segment is a credential (a signed link sent by email): logged without it.
+SECRET_LINK = re.compile(
+    r"(/api/(?:abandonment/unsubscribe|auth/verify-email)/)(?!resend(?![^/?#\s\"']))[^/?#\s\"']+"
+)
+
+
+def redact(text: str) -> str:
+    """`text` with the credential of any signed link in it replaced by [redacted]."""
+    return SECRET_LINK.sub(r"\1[redacted]", text)
 
 
 def current_request_id() -> str:
@@ -19,6 +30,17 @@ def current_request_id() -> str:
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        return True
+
+
+class RedactFilter(logging.Filter):
+    """Takes signed links' credentials out of every record (Django's own 'Not Found: <path>'
+    and error lines name the path too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if SECRET_LINK.search(message):
+            record.msg, record.args = redact(message), None
         return True
 
 
@@ -57,7 +79,7 @@ class RequestLogMiddleware:
             response["X-Request-ID"] = request_id
             fields = {
                 "method": request.method,
-                "path": request.path,
+                "path": redact(request.path),
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             }

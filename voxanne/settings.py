@@ -287,7 +287,10 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "voxanne.observability.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "voxanne.observability.RequestIdFilter"},
+        "redact": {"()": "voxanne.observability.RedactFilter"},
+    },
     "formatters": {
         "json": {"()": "voxanne.observability.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
@@ -295,7 +298,7 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact"],
             "formatter": envstr("LOG_FORMAT", "plain" if DEBUG else "json"),
         }
     },

@@ -11,6 +11,12 @@ api = [
     path("auth/signup", views.SignupView.as_view(), name="signup"),
     path("auth/token", views.TokenView.as_view(), name="token"),
     path("auth/token/refresh", views.RefreshView.as_view(), name="token-refresh"),
+    path(
+        "auth/verify-email/resend",
+        views.ResendVerificationView.as_view(),
+        name="verify-email-resend",
+    ),
+    path("auth/verify-email/<str:token>", views.VerifyEmailView.as_view(), name="verify-email"),
     path("", include("voice.urls")),
     path("onboarding/", include("onboarding.urls")),
     path("billing/", include("billing.urls")),

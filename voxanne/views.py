@@ -7,10 +7,12 @@ import logging
 from django.db import connection
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer, TemplateHTMLRenderer
 from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -40,12 +42,82 @@ class SignupView(APIView):
         serializer = SignupSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = services.sign_up(**serializer.validated_data)
+        services.send_verification_email(result.user, fail_quietly=True)
         body = {
             **tokens_for(result.user),
             "org_id": result.organization.id,
             "user_id": result.user.id,
         }
         return Response(SignupResponseSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class EmailVerificationStateSerializer(serializers.Serializer):
+    email = serializers.CharField()
+    verified = serializers.BooleanField()
+
+
+class VerifyEmailView(APIView):
+    """The link sign-up emails (public: its signature is the credential). GET shows a page
+    with a button (mail scanners prefetch GETs, so GET verifies nothing); POST verifies.
+    Browsers get an HTML page, everything else JSON."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer, TemplateHTMLRenderer]
+    template_name = "voxanne/verify_email.html"
+
+    @extend_schema(
+        summary="Whether the link's address is verified (HTML: a page with a button)",
+        responses={200: EmailVerificationStateSerializer, **error_responses(400)},
+    )
+    def get(self, request, token: str):
+        return self._state(services.email_verification_status(token=token))
+
+    @extend_schema(
+        summary="Verify the owner's email address",
+        request=None,
+        responses={200: EmailVerificationStateSerializer, **error_responses(400)},
+    )
+    def post(self, request, token: str):
+        return self._state(services.verify_email(token=token))
+
+    def _state(self, user) -> Response:
+        state = {"email": user.email, "verified": user.email_verified_at is not None}
+        return Response(EmailVerificationStateSerializer(state).data)
+
+
+class ResendThrottle(UserRateThrottle):
+    """A few verification emails per user an hour (each one is an email we send)."""
+
+    scope = "verify_email_resend"
+    rate = "3/hour"
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            # The cache (Redis) is down: sending one more email beats refusing the clinic.
+            logger.warning("resend throttle unavailable; allowing the request", exc_info=True)
+            return True
+
+
+class ResendResultSerializer(serializers.Serializer):
+    sent = serializers.BooleanField()
+    verified = serializers.BooleanField()
+
+
+class ResendVerificationView(APIView):
+    throttle_classes = [ResendThrottle]
+
+    @extend_schema(
+        summary="Email the verification link again (nothing is sent once verified)",
+        request=None,
+        responses={200: ResendResultSerializer, **error_responses(401, 429, 503)},
+    )
+    def post(self, request):
+        sent = services.resend_verification_email(request.user)
+        result = {"sent": sent, "verified": request.user.email_verified_at is not None}
+        return Response(ResendResultSerializer(result).data)
 
 
 class TokenView(TokenObtainPairView):

@@ -11,6 +11,7 @@ from abandonment.models import AbandonmentEmail, EmailState, OptOut
 from abandonment.services import credit_key, run_abandonment
 from billing.models import EntryType, LedgerEntry, Wallet
 from tests.factories import make_abandoned_org, make_event_at, make_org, owner_of
+from voxanne.services import email_verification_token, verify_email
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +197,26 @@ def test_dry_run_sends_and_writes_nothing(mailoutbox):
     assert mailoutbox == []
     assert not AbandonmentEmail.objects.exists()
     assert not LedgerEntry.objects.filter(type=EntryType.BONUS).exists()
+
+
+def test_the_bonus_waits_for_the_owner_to_verify_their_address(mailoutbox):
+    org = make_abandoned_org(hours_ago=50, verified=False)
+    summary = run_abandonment()
+    assert summary.sent["3"] == 1 and summary.credited == 0
+    assert Wallet.objects.get(org=org).balance_pence == 0
+    assert run_abandonment().credited == 0  # still unverified: still nothing
+
+    verify_email(token=email_verification_token(owner_of(org)))
+    assert run_abandonment().credited == 1
+    assert Wallet.objects.get(org=org).balance_pence == 1000
+    assert run_abandonment().credited == 0
+    assert LedgerEntry.objects.filter(org=org, type=EntryType.BONUS).count() == 1
+    assert len(mailoutbox) == 1  # email 3 once, nothing else
+
+
+def test_throwaway_signups_farming_the_bonus_get_nothing(mailoutbox):
+    farmed = [make_abandoned_org(hours_ago=50, verified=False) for _ in range(3)]
+    real = make_abandoned_org(hours_ago=50)
+    assert run_abandonment().credited == 1
+    assert not LedgerEntry.objects.filter(org__in=farmed).exists()
+    assert Wallet.objects.get(org=real).balance_pence == 1000

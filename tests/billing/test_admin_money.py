@@ -9,7 +9,7 @@ from django.test import Client
 
 from billing.models import EntryType, LedgerEntry, Wallet
 from tests.billing.concurrently import run_at_once
-from tests.factories import charge, fund, make_org, make_support_user
+from tests.factories import auth_header, charge, fund, make_org, make_support_user
 
 VIEW = ("voxanne.view_organization", "billing.view_wallet", "billing.view_ledgerentry")
 REFUNDER = (*VIEW, "billing.issue_refund")
@@ -118,7 +118,7 @@ def test_issuing_a_refund_records_who_and_why_logs_it_and_returns_to_the_clinic(
     response = client.post(refund_page(debit), refund_form(client, debit))
     assert response.status_code == 302 and response["Location"] == org_page(org)
     [refund] = refunds_of(debit)
-    assert (refund.amount_pence, refund.created_by, refund.description) == (
+    assert (refund.amount_pence, refund.created_by, refund.internal_note) == (
         1000,
         agent,
         "Number never worked",
@@ -274,7 +274,7 @@ def test_adding_credit_records_who_and_why_once_even_when_submitted_twice(kind):
     second = client.post(credit_page(org), form)
     assert first.status_code == second.status_code == 302
     [credit] = LedgerEntry.objects.for_org(org)
-    assert (credit.type, credit.amount_pence, credit.created_by, credit.description) == (
+    assert (credit.type, credit.amount_pence, credit.created_by, credit.internal_note) == (
         kind,
         125050,
         agent,
@@ -295,3 +295,116 @@ def test_the_ledger_list_finds_a_clinics_entries_by_link_and_by_search():
         response = client.get(f"/admin/billing/ledgerentry/?{query}")
         assert response.status_code == 200, query
         assert list(response.context["cl"].queryset) == list(LedgerEntry.objects.for_org(mine))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "typed,pence",
+    [
+        ("12", 1200),
+        ("12.5", 1250),
+        ("12.50", 1250),
+        (" £12.50 ", 1250),
+        ("1,234.56", 123456),
+        ("1,000,000", 100_000_000),
+    ],
+)
+def test_credit_accepts_plain_amounts_in_pounds(typed, pence):
+    org = make_org()
+    client = client_for(make_support_user(permissions=CREDITOR))
+    form = {
+        **rendered_form(client, credit_page(org)),
+        "type": EntryType.ADJUSTMENT,
+        "amount": typed,
+        "reason": "Goodwill",
+        "confirm": "on",
+    }
+    assert client.post(credit_page(org), form).status_code == 302
+    [credit] = LedgerEntry.objects.for_org(org)
+    assert credit.amount_pence == pence
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "10,50",  # a decimal comma: not £1,050
+        "1_000",
+        "1,00",
+        "12,34.00",
+        "1234,567",
+        ",123",
+        "١٢",  # Arabic-Indic digits
+        "１２",  # full-width digits
+        "+12",
+        "-12",
+        "1e3",
+        "Infinity",
+        "NaN",
+        "12.",
+        ".5",
+        "1 000",
+    ],
+)
+def test_credit_and_refund_refuse_amounts_that_are_not_plain_pounds(typed):
+    org = make_org()
+    fund(org, 1000)
+    debit = charge(org, 1000)
+    client = client_for(make_support_user(permissions=(*CREDITOR, "billing.issue_refund")))
+    credit_form = {
+        **rendered_form(client, credit_page(org)),
+        "type": EntryType.ADJUSTMENT,
+        "amount": typed,
+        "reason": "Goodwill",
+        "confirm": "on",
+    }
+    credit_answer = client.post(credit_page(org), credit_form)
+    refund_answer = client.post(refund_page(debit), refund_form(client, debit, amount=typed))
+    for answer in (credit_answer, refund_answer):
+        assert answer.status_code == 200
+        assert "amount" in answer.context["form"].errors
+    assert Wallet.objects.get(org=org).balance_pence == 0
+    assert refunds_of(debit) == []
+
+
+@pytest.mark.django_db
+def test_supports_reason_stays_internal_and_the_clinic_sees_a_plain_description(api):
+    org = make_org()
+    fund(org, 1000)
+    debit = charge(org, 1000)
+    agent = make_support_user(permissions=(*CREDITOR, "billing.issue_refund"))
+    client = client_for(agent)
+    refund_reason = "Owner was rude on the phone; refunding to calm things down"
+    client.post(refund_page(debit), refund_form(client, debit, amount="4.00", reason=refund_reason))
+    credit_reason = "Goodwill: ticket #4411, escalated by Sam"
+    for kind in (EntryType.ADJUSTMENT, EntryType.TOPUP):
+        client.post(
+            credit_page(org),
+            {
+                **rendered_form(client, credit_page(org)),
+                "type": kind,
+                "amount": "1.00",
+                "reason": credit_reason,
+                "confirm": "on",
+            },
+        )
+
+    answer = api.get("/api/billing/wallet/transactions", **auth_header(org))
+    assert answer.status_code == 200
+    assert refund_reason not in answer.content.decode()
+    assert credit_reason not in answer.content.decode()
+    newest = [(r["type"], r["description"]) for r in answer.json()["transactions"][:3]]
+    assert newest == [
+        ("topup", "Top-up"),
+        ("adjustment", "Credit from Voxanne support"),
+        ("refund", "Refund from Voxanne support"),
+    ]
+
+    notes = {e.type: e.internal_note for e in LedgerEntry.objects.for_org(org) if e.created_by}
+    assert notes == {
+        EntryType.REFUND: refund_reason,
+        EntryType.ADJUSTMENT: credit_reason,
+        EntryType.TOPUP: credit_reason,
+    }
+    page = client.get(org_page(org)).content.decode()
+    assert "Owner was rude on the phone" in page and "ticket #4411" in page

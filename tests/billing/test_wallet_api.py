@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from billing import services
-from tests.factories import auth_header, charge, fund, make_org
+from billing.models import EntryType
+from tests.factories import auth_header, charge, fund, make_org, make_support_user
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +95,18 @@ def test_schema_documents_both_endpoints_and_their_errors(api):
     assert {"200", "400", "401"} <= set(transactions["responses"])
     assert {p["name"] for p in transactions["parameters"]} >= {"page", "limit", "type"}
     assert {"200", "401"} <= set(schema["paths"]["/api/billing/wallet"]["get"]["responses"])
+
+
+def test_support_entries_written_before_internal_notes_show_the_clinic_a_plain_sentence(api):
+    org = make_org()
+    staff = make_support_user(permissions=("billing.add_credit",))
+    services.credit(  # as the admin wrote credits before: support's reason as the description
+        org=org,
+        amount_pence=500,
+        type=EntryType.ADJUSTMENT,
+        idempotency_key="old-admin-credit",
+        description="Clinic owner is difficult, ticket #12",
+        created_by=staff,
+    )
+    body = api.get("/api/billing/wallet/transactions", **auth_header(org)).json()
+    assert [r["description"] for r in body["transactions"]] == ["Credit from Voxanne support"]

@@ -32,12 +32,8 @@ def test_wallet_credit_adds_a_topup_with_the_reason():
     org = make_org()
     output = run("wallet_credit", str(org.pk), "2500", "--reason", "Paid by card")
     [entry] = LedgerEntry.objects.for_org(org)
-    assert (entry.type, entry.amount_pence, entry.description, entry.created_by) == (
-        EntryType.TOPUP,
-        2500,
-        "Paid by card",
-        None,
-    )
+    assert (entry.type, entry.amount_pence, entry.created_by) == (EntryType.TOPUP, 2500, None)
+    assert (entry.description, entry.internal_note) == ("Top-up", "Paid by card")
     assert Wallet.objects.get(org=org).balance_pence == 2500
     assert "£25.00" in output
 

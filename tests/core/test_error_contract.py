@@ -108,7 +108,46 @@ def test_plain_django_view_crash_under_api_is_json_500(api):
 
 def test_validation_errors_name_api_fields_not_columns(api):
     body = assert_error_body(api.post("/api/auth/signup", {"email": "nope"}, format="json"), 400)
-    assert body["error"].startswith("email:")
+    assert body["error"] == "Please enter a valid email."
+    assert set(body["fields"]) == {"email", "password"}
+
+
+BAD_REQUESTS = [
+    ("post", "/api/auth/signup", {"password": "long-enough-password-1"}),
+    ("post", "/api/auth/signup", {"email": "a@b.test", "password": ["x"]}),
+    ("post", "/api/auth/signup", {"email": "a" * 300 + "@b.test", "password": "x"}),
+    ("post", "/api/onboarding/event", {"event_name": None, "step_index": 0}),
+    ("post", "/api/onboarding/event", {"event_name": "nope", "step_index": 0}),
+    ("post", "/api/onboarding/event", {"event_name": "started", "step_index": 99}),
+    ("post", "/api/onboarding/event", {"event_name": "started", "step_index": "2"}),
+    ("post", "/api/onboarding/event", {"event_name": "started", "step_index": 0, "metadata": 1}),
+    ("post", "/api/onboarding/event", {"event_name": "started", "step_index": 0, "session_id": 1}),
+    ("post", "/api/onboarding/complete", {"clinic_name": 12}),
+    ("post", "/api/onboarding/complete", {"specialty": ["dental"]}),
+    ("get", "/api/calls?page=0", None),
+    ("get", "/api/agents?limit=x", None),
+    ("get", "/api/billing/wallet/transactions?type=nope", None),
+]
+
+
+@pytest.mark.parametrize("method,path,payload", BAD_REQUESTS)
+def test_a_validation_error_is_a_sentence_that_names_no_field_and_no_rule(
+    api, method, path, payload
+):
+    org = make_org()
+    call = getattr(api, method)
+    response = (
+        call(path, payload, format="json", **auth_header(org))
+        if payload
+        else call(path, **auth_header(org))
+    )
+    body = assert_error_body(response, 400)
+    sentence = body["error"]
+    assert sentence[0].isupper() and sentence.endswith("."), sentence
+    assert "fields" in body and body["fields"], body
+    for field in body["fields"]:
+        assert field not in sentence or "_" not in field, sentence  # a key such as event_name
+    assert not re.search(r"\w+_\w+|:|\bfield\b|[0-9]|ensure|characters", sentence, re.I), sentence
 
 
 def test_success_bodies_carry_no_error_key(api):

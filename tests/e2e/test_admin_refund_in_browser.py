@@ -1,7 +1,8 @@
 """A support agent refunds a phone-number charge in Django admin, in a real headless Chromium.
 
-Debian's chromium and chromium-driver (.ci/run installs them); Selenium drives
-/usr/bin/chromedriver. The refund page's screenshot is kept under test-artifacts/.
+Debian's chromium and chromium-driver (`make test` installs them when it can; conftest.py skips
+these tests without them unless REQUIRE_BROWSER=1); Selenium drives the chromedriver on PATH.
+The refund page's screenshot is kept under test-artifacts/.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from billing import services
 from billing.models import EntryType, LedgerEntry, Wallet
+from tests.e2e.conftest import browser_binaries
 from tests.factories import PASSWORD, make_org
 from voxanne.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture
@@ -36,8 +36,9 @@ def browser(settings):
     # The live server speaks plain http: secure-only cookies would never come back.
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
+    chromium, chromedriver = browser_binaries()
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -51,7 +52,7 @@ def browser(settings):
         "--window-size=1280,1000",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     driver.set_page_load_timeout(30)
     try:
         yield driver

@@ -39,7 +39,7 @@ HOLD_SECONDS = 1.5  # how long the double keeps the step's call open
 
 @pytest.fixture
 def gunicorn_one_worker(providers):
-    """gunicorn with a single sync worker on the test database and the doubles."""
+    """gunicorn with a single (threaded) worker on the test database and the doubles."""
     env = test_process_env(**providers.env(), PROVIDER_TIMEOUT_SECONDS="10")
     with gunicorn(env, workers=1, timeout=120) as server:
         yield server

@@ -79,10 +79,10 @@ def run_schemathesis(base_url: str, *headers: str) -> subprocess.CompletedProces
 
 @pytest.fixture
 def server(providers):
-    """gunicorn (2 workers) on the test database, Twilio, Vapi and Stripe served by doubles."""
+    """gunicorn (gunicorn.conf.py) on the test database, Twilio, Vapi and Stripe served by doubles."""
     with StripeDouble() as stripe:
         env = test_process_env(**providers.env(), **stripe.env())
-        with gunicorn(env, workers=2) as running:
+        with gunicorn(env) as running:
             yield running
 
 

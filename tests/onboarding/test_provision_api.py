@@ -257,7 +257,8 @@ def test_area_code_must_be_three_digits(api, providers, area_code):
     org = funded_org(5000)
     response = provision(api, org, {"area_code": area_code})
     assert response.status_code == 400
-    assert response.json()["error"].startswith("area_code:")
+    assert response.json()["error"] == "Please enter a valid area code."
+    assert "3 digits" in response.json()["fields"]["area_code"][0]
     assert providers.calls() == 0 and balance(org) == 5000
 
 

@@ -7,7 +7,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 
 from billing import services
-from billing.models import EntryType
+from billing.models import SUPPORT_DESCRIPTIONS, EntryType
 from voxanne.errors import IdempotencyKeyReused
 from voxanne.models import Organization
 from voxanne.tenancy import system_context
@@ -36,7 +36,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("org_id")
         parser.add_argument("amount_pence")
-        parser.add_argument("--reason", required=True, help="why (kept on the ledger entry)")
+        parser.add_argument(
+            "--reason",
+            required=True,
+            help='why (a staff-only note on the ledger entry; the clinic reads "Top-up")',
+        )
         parser.add_argument(
             "--idempotency-key",
             help="repeat a run safely: the same key adds the credit once (default: a new key)",
@@ -57,7 +61,8 @@ class Command(BaseCommand):
                     amount_pence=pence,
                     type=EntryType.TOPUP,
                     idempotency_key=key,
-                    description=reason,
+                    description=SUPPORT_DESCRIPTIONS[EntryType.TOPUP],
+                    internal_note=reason,
                 )
             except IdempotencyKeyReused:
                 raise CommandError(
