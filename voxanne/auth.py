@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from uuid import UUID
 
@@ -54,13 +55,29 @@ class OrgJWTAuthentication(JWTAuthentication):
         return result
 
 
+def client_address(request) -> str:
+    """The client's address: the connection's peer, or with TRUSTED_PROXY_COUNT proxies in
+    front of us, the X-Forwarded-For entry the outermost trusted proxy appended.
+
+    Entries before that one are whatever the client wrote, so they never count.
+    """
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies > 0:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            return hops[-min(proxies, len(hops))]
+    return request.META.get("REMOTE_ADDR", "")
+
+
 class AuthRateThrottle(SimpleRateThrottle):
     """Per client address, for signup and token endpoints (rate: AUTH_THROTTLE_RATE)."""
 
     scope = "auth"
+    rate_setting = "AUTH_THROTTLE_RATE"
 
     def get_rate(self):
-        return settings.AUTH_THROTTLE_RATE
+        return getattr(settings, self.rate_setting)
 
     def allow_request(self, request, view):
         self.rate = self.get_rate()
@@ -74,5 +91,24 @@ class AuthRateThrottle(SimpleRateThrottle):
             logger.warning("auth throttle unavailable; allowing the request", exc_info=True)
             return True
 
+    def get_ident(self, request):
+        return client_address(request)
+
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class SignInEmailThrottle(AuthRateThrottle):
+    """Sign-in attempts per email address from any client (rate: AUTH_EMAIL_THROTTLE_RATE), so
+    guessing one clinic's password from many addresses is as slow as from one."""
+
+    scope = "auth_email"
+    rate_setting = "AUTH_EMAIL_THROTTLE_RATE"
+
+    def get_cache_key(self, request, view):
+        email = request.data.get("email") if isinstance(request.data, dict) else None
+        if not isinstance(email, str) or not email.strip():
+            return None  # the serializer refuses the request anyway
+        # Hashed: the cache holds no addresses, and any input makes a short, safe key.
+        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": digest}

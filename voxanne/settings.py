@@ -257,9 +257,19 @@ SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Sign-in protection and proxies --------------------------------------------------------
+# How many proxies in front of gunicorn append to X-Forwarded-For (and set X-Forwarded-Proto).
+# 0: the connection's address is the client's and forwarded headers are ignored, since a client
+# can write them.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT > 0 else None
+# Sign-in attempts per email address, from any address. None turns it off.
+AUTH_EMAIL_THROTTLE_RATE: str | None = envstr("AUTH_EMAIL_THROTTLE_RATE", "10/hour") or None
+
 
 # --- Logging: one JSON line per event in production ----------------------------------------
 LOGGING = {

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from voxanne import services
-from voxanne.auth import AuthRateThrottle, tokens_for
+from voxanne.auth import AuthRateThrottle, SignInEmailThrottle, tokens_for
 from voxanne.errors import InvalidCredentials, error_responses
 from voxanne.models import Agent, Call
 from voxanne.pagination import PageParams, paginate
@@ -57,7 +57,7 @@ class SignupView(APIView):
 class TokenView(TokenObtainPairView):
     authentication_classes: list = []
     serializer_class = ClinicTokenSerializer
-    throttle_classes = [AuthRateThrottle]
+    throttle_classes = [AuthRateThrottle, SignInEmailThrottle]
 
     @extend_schema(responses={200: None, **error_responses(400, 401, 429)})
     def post(self, request, *args, **kwargs):

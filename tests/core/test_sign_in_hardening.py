@@ -1,0 +1,68 @@
+"""Sign-in under attack: throttles that headers cannot dodge, tokens that die with a password,
+and token edge cases that must be a 401, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+from tests.factories import PASSWORD, make_org, owner_of, unique_email
+
+pytestmark = pytest.mark.django_db
+
+
+ADDRESSES = ["127.0.0.1", "203.0.113.7", "203.0.113.8", *(f"192.0.2.{i}" for i in range(100))]
+
+
+@pytest.fixture
+def fresh_throttles():
+    """Forget the address counts these tests use (emails are unique per test) before and after."""
+    keys = [f"throttle_auth_{address}" for address in ADDRESSES]
+    cache.delete_many(keys)
+    yield
+    cache.delete_many(keys)
+
+
+def sign_in(api, email: str, password: str = "wrong-password", **extra):
+    return api.post(
+        "/api/auth/token", {"email": email, "password": password}, format="json", **extra
+    )
+
+
+def test_rotating_x_forwarded_for_does_not_escape_the_address_limit(api, settings, fresh_throttles):
+    settings.AUTH_THROTTLE_RATE = "3/minute"
+    statuses = [
+        sign_in(api, unique_email(), HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code
+        for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+
+
+def test_behind_one_trusted_proxy_the_address_the_proxy_saw_is_limited(
+    api, settings, fresh_throttles
+):
+    settings.AUTH_THROTTLE_RATE = "3/minute"
+    settings.TRUSTED_PROXY_COUNT = 1
+    # The client may write anything before the entry our proxy appends: only that entry counts.
+    statuses = [
+        sign_in(api, unique_email(), HTTP_X_FORWARDED_FOR=f"10.0.0.{i}, 203.0.113.7").status_code
+        for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    # Another client behind the same proxy has its own count.
+    assert sign_in(api, unique_email(), HTTP_X_FORWARDED_FOR="203.0.113.8").status_code == 401
+
+
+def test_one_email_has_its_own_limit_whatever_the_address(api, settings, fresh_throttles):
+    settings.AUTH_EMAIL_THROTTLE_RATE = "3/minute"
+    email = owner_of(make_org()).email
+    statuses = [
+        sign_in(api, email.upper() if i % 2 else email, REMOTE_ADDR=f"192.0.2.{i}").status_code
+        for i in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    # The right password does not get through either while the email is limited...
+    assert sign_in(api, email, PASSWORD, REMOTE_ADDR="192.0.2.99").status_code == 429
+    # ...and other clinics still sign in.
+    other = owner_of(make_org("Other")).email
+    assert sign_in(api, other, PASSWORD, REMOTE_ADDR="192.0.2.1").status_code == 200
