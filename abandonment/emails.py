@@ -69,9 +69,18 @@ def read_unsubscribe_token(token: str) -> tuple[str, str]:
     """(org id, email) of a valid token. Raises InvalidUnsubscribeLink (bad, forged, expired)."""
     max_age = timedelta(days=settings.ABANDONMENT_UNSUBSCRIBE_MAX_AGE_DAYS)
     try:
-        org_id, email = signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=max_age)
+        payload = signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=max_age)
+    except (signing.BadSignature, ValueError):
+        raise InvalidUnsubscribeLink() from None
+    # Signed by us, but by any version of us: check the shape rather than trust it.
+    if not (
+        isinstance(payload, list) and len(payload) == 2 and all(isinstance(p, str) for p in payload)
+    ):
+        raise InvalidUnsubscribeLink()
+    org_id, email = payload
+    try:
         uuid.UUID(org_id)
-    except (signing.BadSignature, ValueError, TypeError):
+    except ValueError:
         raise InvalidUnsubscribeLink() from None
     return org_id, email
 

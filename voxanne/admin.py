@@ -7,6 +7,7 @@ ledger, onboarding's events, ...) and filters to the clinic list with
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
@@ -73,6 +74,17 @@ class ClinicUserCreationForm(UserCreationForm):
     class Meta:
         model = User
         fields = ["email", "organization"]
+
+    def clean_organization(self):
+        # The database refuses a clinic user without a clinic (clinic_user_has_organization);
+        # say so on the form instead of failing the save.
+        organization = self.cleaned_data.get("organization")
+        if organization is None:
+            raise forms.ValidationError(
+                "Choose the clinic this user works for. Support staff are created with "
+                "manage.py createsuperuser."
+            )
+        return organization
 
 
 class ClinicUserChangeForm(UserChangeForm):

@@ -9,8 +9,8 @@ from uuid import UUID
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
 from voxanne import tenancy
 from voxanne.models import User
@@ -27,24 +27,47 @@ def tokens_for(user: User) -> dict[str, str]:
     return {"refresh": str(refresh), "access": str(refresh.access_token)}
 
 
+def read_token(token_class: type[Token], raw: str | bytes) -> Token:
+    """A verified token of `token_class`. Raises InvalidToken for anything else.
+
+    A validly signed token can still carry an `exp` no datetime can hold; simplejwt then
+    raises OverflowError/ValueError/OSError instead of TokenError.
+    """
+    try:
+        return token_class(raw)
+    except (TokenError, OverflowError, ValueError, OSError):
+        raise InvalidToken() from None
+
+
+def user_for_token(token: Token) -> User:
+    """The user a verified token speaks for: active and still in the token's org.
+
+    Raises InvalidToken otherwise (malformed claims, user deleted, deactivated or moved).
+    """
+    org_id = token.get(ORG_CLAIM)
+    user_id = token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
+    try:
+        UUID(str(org_id))
+        UUID(str(user_id))
+    except ValueError:
+        raise InvalidToken() from None
+    user = User.objects.select_related("organization").filter(pk=user_id).first()
+    if user is None or not user.is_active or str(user.organization_id) != str(org_id):
+        raise InvalidToken()
+    return user
+
+
 class OrgJWTAuthentication(JWTAuthentication):
     """Accepts an access token only while its user is active and still in the token's org.
 
     On success the request's tenant scope becomes that org (request.org).
     """
 
+    def get_validated_token(self, raw_token):
+        return read_token(AccessToken, raw_token)
+
     def get_user(self, validated_token):
-        org_id = validated_token.get(ORG_CLAIM)
-        user_id = validated_token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
-        try:
-            UUID(str(org_id))
-            UUID(str(user_id))
-        except ValueError:
-            raise InvalidToken() from None
-        user = User.objects.select_related("organization").filter(pk=user_id).first()
-        if user is None or not user.is_active or str(user.organization_id) != str(org_id):
-            raise InvalidToken()
-        return user
+        return user_for_token(validated_token)
 
     def authenticate(self, request):
         result = super().authenticate(request)

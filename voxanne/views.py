@@ -24,6 +24,7 @@ from voxanne.serializers import (
     AgentSerializer,
     CallListSerializer,
     CallSerializer,
+    ClinicTokenRefreshSerializer,
     ClinicTokenSerializer,
     SignupResponseSerializer,
     SignupSerializer,
@@ -70,6 +71,7 @@ class TokenView(TokenObtainPairView):
 
 class RefreshView(TokenRefreshView):
     authentication_classes: list = []
+    serializer_class = ClinicTokenRefreshSerializer
     throttle_classes = [AuthRateThrottle]
 
     @extend_schema(responses={200: None, **error_responses(400, 401, 429)})

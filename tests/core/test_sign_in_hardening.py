@@ -3,10 +3,14 @@ and token edge cases that must be a 401, never a 500."""
 
 from __future__ import annotations
 
+import jwt
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from tests.factories import PASSWORD, make_org, owner_of, unique_email
+from voxanne.auth import tokens_for
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +70,33 @@ def test_one_email_has_its_own_limit_whatever_the_address(api, settings, fresh_t
     # ...and other clinics still sign in.
     other = owner_of(make_org("Other")).email
     assert sign_in(api, other, PASSWORD, REMOTE_ADDR="192.0.2.1").status_code == 200
+
+
+# --- 500s that must be 401s --------------------------------------------------------------
+
+
+def _forge(payload: dict) -> str:
+    return jwt.encode(payload, settings.SECRET_KEY, algorithm="HS256")
+
+
+def test_refresh_token_of_a_deleted_user_is_a_401(api):
+    org = make_org()
+    refresh = tokens_for(owner_of(org))["refresh"]
+    user = owner_of(org)
+    user.delete()
+    response = api.post("/api/auth/token/refresh", {"refresh": refresh}, format="json")
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize("exp", [10**20, 2**63, 1e300, -(10**20)])
+def test_a_validly_signed_token_with_an_absurd_exp_is_a_401(api, exp):
+    org = make_org()
+    pair = tokens_for(owner_of(org))
+    access = _forge({**AccessToken(pair["access"]).payload, "exp": exp})
+    response = api.get("/api/calls", HTTP_AUTHORIZATION=f"Bearer {access}")
+    assert response.status_code == 401
+    assert response.json() == {"error": "Invalid token"}
+    refresh = _forge({**RefreshToken(pair["refresh"]).payload, "exp": exp})
+    response = api.post("/api/auth/token/refresh", {"refresh": refresh}, format="json")
+    assert response.status_code == 401
