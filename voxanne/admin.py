@@ -75,6 +75,9 @@ class ClinicUserCreationForm(UserCreationForm):
         model = User
         fields = ["email", "organization"]
 
+    def clean_email(self):
+        return User.objects.normalize_email(self.cleaned_data["email"]).lower()
+
     def clean_organization(self):
         # The database refuses a clinic user without a clinic (clinic_user_has_organization);
         # say so on the form instead of failing the save.
@@ -91,6 +94,9 @@ class ClinicUserChangeForm(UserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
+
+    def clean_email(self):
+        return User.objects.normalize_email(self.cleaned_data["email"]).lower()
 
 
 @admin.register(User)

@@ -100,3 +100,31 @@ def test_a_validly_signed_token_with_an_absurd_exp_is_a_401(api, exp):
     refresh = _forge({**RefreshToken(pair["refresh"]).payload, "exp": exp})
     response = api.post("/api/auth/token/refresh", {"refresh": refresh}, format="json")
     assert response.status_code == 401
+
+
+# --- Email case ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed", ["Foo.Bar@Example.com", "FOO.BAR@EXAMPLE.COM", " foo.bar@example.com "]
+)
+def test_sign_in_matches_the_email_in_any_case(api, typed):
+    signup = api.post(
+        "/api/auth/signup",
+        {"email": "Foo.Bar@Example.com", "password": PASSWORD},
+        format="json",
+    )
+    assert signup.status_code == 201
+    response = sign_in(api, typed, PASSWORD)
+    assert response.status_code == 200, response.content
+    assert AccessToken(response.json()["access"])["user_id"] == signup.json()["user_id"]
+
+
+def test_admin_sign_in_matches_the_email_in_any_case(client):
+    from voxanne.models import User
+
+    User.objects.create_superuser(email="Support.Lead@Voxanne.test", password=PASSWORD)
+    response = client.post(
+        "/admin/login/", {"username": "SUPPORT.LEAD@voxanne.TEST", "password": PASSWORD}
+    )
+    assert response.status_code == 302, response.content

@@ -38,3 +38,18 @@ def test_adding_a_clinic_user_with_an_organization_works(superuser_client):
     )
     assert response.status_code == 302, response.content
     assert User.objects.get(email=email).organization_id == org.pk
+
+
+def test_an_email_added_in_admin_is_stored_lowercased(superuser_client):
+    org = make_org()
+    response = superuser_client.post(
+        ADD,
+        {
+            "email": "New.Person@Clinic.TEST",
+            "organization": org.pk,
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert response.status_code == 302, response.content
+    assert User.objects.filter(email="new.person@clinic.test").exists()
