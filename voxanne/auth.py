@@ -10,7 +10,9 @@ from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from voxanne import tenancy
 from voxanne.models import User
@@ -42,7 +44,8 @@ def read_token(token_class: type[Token], raw: str | bytes) -> Token:
 def user_for_token(token: Token) -> User:
     """The user a verified token speaks for: active and still in the token's org.
 
-    Raises InvalidToken otherwise (malformed claims, user deleted, deactivated or moved).
+    Raises InvalidToken otherwise (malformed claims, user deleted, deactivated or moved, or
+    the password changed since the token was issued).
     """
     org_id = token.get(ORG_CLAIM)
     user_id = token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
@@ -54,6 +57,8 @@ def user_for_token(token: Token) -> User:
     user = User.objects.select_related("organization").filter(pk=user_id).first()
     if user is None or not user.is_active or str(user.organization_id) != str(org_id):
         raise InvalidToken()
+    if token.get(api_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+        raise InvalidToken()  # issued before the password last changed
     return user
 
 

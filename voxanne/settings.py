@@ -270,6 +270,16 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_C
 # Sign-in attempts per email address, from any address. None turns it off.
 AUTH_EMAIL_THROTTLE_RATE: str | None = envstr("AUTH_EMAIL_THROTTLE_RATE", "10/hour") or None
 
+# Tokens die with the password: each carries a digest of the password hash it was issued
+# under (checked on every request and refresh), and a refresh token works once (rotated, the
+# old one blacklisted). `manage.py flushexpiredtokens` prunes the blacklist tables.
+INSTALLED_APPS += ["rest_framework_simplejwt.token_blacklist"]
+SIMPLE_JWT |= {
+    "CHECK_REVOKE_TOKEN": True,
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+}
+
 
 # --- Logging: one JSON line per event in production ----------------------------------------
 LOGGING = {

@@ -128,3 +128,54 @@ def test_admin_sign_in_matches_the_email_in_any_case(client):
         "/admin/login/", {"username": "SUPPORT.LEAD@voxanne.TEST", "password": PASSWORD}
     )
     assert response.status_code == 302, response.content
+
+
+# --- Tokens die with the password ----------------------------------------------------------
+
+
+def calls_status(api, access: str) -> int:
+    return api.get("/api/calls", HTTP_AUTHORIZATION=f"Bearer {access}").status_code
+
+
+def refresh_status(api, refresh: str) -> int:
+    return api.post("/api/auth/token/refresh", {"refresh": refresh}, format="json").status_code
+
+
+def test_a_password_change_revokes_the_tokens_issued_before_it(api):
+    org = make_org()
+    old = tokens_for(owner_of(org))
+    user = owner_of(org)
+    user.set_password("a-brand-new-password-9")
+    user.save()
+    assert calls_status(api, old["access"]) == 401
+    assert refresh_status(api, old["refresh"]) == 401
+    fresh = sign_in(api, user.email, "a-brand-new-password-9")
+    assert fresh.status_code == 200
+    assert calls_status(api, fresh.json()["access"]) == 200
+
+
+def test_support_setting_a_password_in_admin_revokes_the_clinics_tokens(api, client):
+    from tests.factories import make_support_user
+
+    org = make_org()
+    old = tokens_for(owner_of(org))
+    client.force_login(make_support_user(superuser=True))
+    response = client.post(
+        f"/admin/voxanne/user/{org.owner_id}/password/",
+        {"password1": "support-set-this-one-7", "password2": "support-set-this-one-7"},
+    )
+    assert response.status_code == 302, response.content
+    assert calls_status(api, old["access"]) == 401
+    assert refresh_status(api, old["refresh"]) == 401
+
+
+def test_a_refresh_token_works_once_and_its_successor_carries_on(api):
+    org = make_org()
+    first = tokens_for(owner_of(org))["refresh"]
+    answer = api.post("/api/auth/token/refresh", {"refresh": first}, format="json")
+    assert answer.status_code == 200
+    second = answer.json()["refresh"]
+    assert second != first
+    assert refresh_status(api, first) == 401
+    assert calls_status(api, answer.json()["access"]) == 200
+    assert refresh_status(api, second) == 200
