@@ -119,6 +119,30 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "organization", "password1", "password2"]})
     ]
+    # Who holds power is for superusers to say: anyone else with "change user" could otherwise
+    # tick is_superuser on themselves, or set a superuser's password and sign in as them.
+    superuser_only_fields = ["is_staff", "is_superuser", "groups", "user_permissions"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += self.superuser_only_fields
+        return readonly
+
+    def _manages(self, request, obj) -> bool:
+        """Non-superusers manage clinic users and their own account, no other staff."""
+        return (
+            obj is None
+            or request.user.is_superuser
+            or not obj.is_staff
+            or obj.pk == request.user.pk
+        )
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and self._manages(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and self._manages(request, obj)
 
 
 @admin.register(Agent)

@@ -280,6 +280,24 @@ SIMPLE_JWT |= {
     "BLACKLIST_AFTER_ROTATION": True,
 }
 
+# Admin sign-in lockout (django-axes, counts kept in the database: no cache needed).
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "voxanne.lockout.AdminLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "voxanne.lockout.AdminLockoutHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = envint("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("ADMIN_LOCKOUT_MINUTES", 30))
+# The pair, not the account alone: locking a support account for everyone would let anyone
+# keep support out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "voxanne.auth.client_address"
+AXES_USERNAME_CALLABLE = "voxanne.lockout.lockout_username"
+
 
 # --- Logging: one JSON line per event in production ----------------------------------------
 LOGGING = {
