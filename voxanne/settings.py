@@ -298,6 +298,14 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "voxanne.auth.client_address"
 AXES_USERNAME_CALLABLE = "voxanne.lockout.lockout_username"
 
+# The API docs page loads Swagger UI from our static files, not a CDN.
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 
 # --- Logging: one JSON line per event in production ----------------------------------------
 LOGGING = {

@@ -6,6 +6,8 @@ import logging
 
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed
@@ -34,6 +36,7 @@ from voxanne.tenancy import get_for_org, system_context
 logger = logging.getLogger(__name__)
 
 
+@method_decorator(never_cache, name="dispatch")  # tokens must not sit in any cache
 class SignupView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -55,6 +58,7 @@ class SignupView(APIView):
         return Response(SignupResponseSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
+@method_decorator(never_cache, name="dispatch")
 class TokenView(TokenObtainPairView):
     authentication_classes: list = []
     serializer_class = ClinicTokenSerializer
@@ -69,6 +73,7 @@ class TokenView(TokenObtainPairView):
                 raise InvalidCredentials() from None
 
 
+@method_decorator(never_cache, name="dispatch")
 class RefreshView(TokenRefreshView):
     authentication_classes: list = []
     serializer_class = ClinicTokenRefreshSerializer

@@ -179,3 +179,18 @@ def test_a_refresh_token_works_once_and_its_successor_carries_on(api):
     assert refresh_status(api, first) == 401
     assert calls_status(api, answer.json()["access"]) == 200
     assert refresh_status(api, second) == 200
+
+
+# --- Token responses are never cached ------------------------------------------------------
+
+
+def test_every_token_response_says_no_store(api):
+    email = unique_email()
+    signup = api.post("/api/auth/signup", {"email": email, "password": PASSWORD}, format="json")
+    login = sign_in(api, email, PASSWORD)
+    refresh = api.post(
+        "/api/auth/token/refresh", {"refresh": login.json()["refresh"]}, format="json"
+    )
+    for response in (signup, login, refresh):
+        assert response.status_code in (200, 201)
+        assert "no-store" in response["Cache-Control"]
