@@ -10,6 +10,16 @@ context variable, re-applied to every new connection:
 
 - a request to /api/ starts with nothing set; authentication then activates the token's org;
 - admin, signup/login, commands and background jobs run inside `system_context(reason)`.
+
+The users table (`voxanne_user`) is deliberately outside RLS. A user is looked up before any
+tenant is known: by email at sign-in (API and admin), by id from a token on every request, and
+by Django's own code that knows nothing of our scopes (the admin's login, `createsuperuser`,
+`changepassword`, django-axes). Under RLS each of those would need a system scope opened
+first, so every request would spend a moment able to see every clinic's rows, a wider hole
+than the one closed; support staff have no org at all. The table holds identities, not clinic
+data, and wall 1 is enough: no API route reads users except that lookup by the signed token's
+user id, and `tests/core/test_tenancy.py::test_the_api_never_lists_users` holds that no route
+names users and no answer shows another clinic's staff.
 """
 
 from __future__ import annotations
