@@ -85,8 +85,10 @@ class Server:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int, timeout: int = 30) -> Iterator[Server]:
-    """A gunicorn serving the app with `env` (its DATABASE_URL, providers...); stops it after."""
+def gunicorn(
+    env: dict[str, str], *, workers: int, timeout: int = 30, app: str = "voxanne.wsgi:application"
+) -> Iterator[Server]:
+    """A gunicorn serving `app` with `env` (its DATABASE_URL, providers...); stops it after."""
     import httpx
 
     port = free_port()
@@ -95,7 +97,7 @@ def gunicorn(env: dict[str, str], *, workers: int, timeout: int = 30) -> Iterato
             sys.executable,
             "-m",
             "gunicorn",
-            "voxanne.wsgi:application",
+            app,
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
