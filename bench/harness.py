@@ -86,9 +86,13 @@ class Server:
 
 @contextmanager
 def gunicorn(
-    env: dict[str, str], *, workers: int | None = None, timeout: int | None = None
+    env: dict[str, str],
+    *,
+    workers: int | None = None,
+    timeout: int | None = None,
+    app: str = "voxanne.wsgi:application",
 ) -> Iterator[Server]:
-    """A gunicorn serving the app with `env` (its DATABASE_URL, providers...); stops it after.
+    """A gunicorn serving `app` with `env` (its DATABASE_URL, providers...); stops it after.
 
     Started from the repository root, so it reads gunicorn.conf.py as production does;
     `workers` and `timeout` override the file's values when given.
@@ -106,7 +110,7 @@ def gunicorn(
             sys.executable,
             "-m",
             "gunicorn",
-            "voxanne.wsgi:application",
+            app,
             "--bind",
             f"127.0.0.1:{port}",
             *overrides,

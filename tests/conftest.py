@@ -19,6 +19,7 @@ DB_FIXTURES = {
 def _fast_and_unthrottled(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.AUTH_THROTTLE_RATE = None
+    settings.AUTH_EMAIL_THROTTLE_RATE = None
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ ledger, onboarding's events, ...) and filters to the clinic list with
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
@@ -74,11 +75,28 @@ class ClinicUserCreationForm(UserCreationForm):
         model = User
         fields = ["email", "organization"]
 
+    def clean_email(self):
+        return User.objects.normalize_email(self.cleaned_data["email"]).lower()
+
+    def clean_organization(self):
+        # The database refuses a clinic user without a clinic (clinic_user_has_organization);
+        # say so on the form instead of failing the save.
+        organization = self.cleaned_data.get("organization")
+        if organization is None:
+            raise forms.ValidationError(
+                "Choose the clinic this user works for. Support staff are created with "
+                "manage.py createsuperuser."
+            )
+        return organization
+
 
 class ClinicUserChangeForm(UserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
+
+    def clean_email(self):
+        return User.objects.normalize_email(self.cleaned_data["email"]).lower()
 
 
 @admin.register(User)
@@ -101,3 +119,27 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "organization", "password1", "password2"]})
     ]
+    # Who holds power is for superusers to say: anyone else with "change user" could otherwise
+    # tick is_superuser on themselves, or set a superuser's password and sign in as them.
+    superuser_only_fields = ["is_staff", "is_superuser", "groups", "user_permissions"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += self.superuser_only_fields
+        return readonly
+
+    def _manages(self, request, obj) -> bool:
+        """Non-superusers manage clinic users and their own account, no other staff."""
+        return (
+            obj is None
+            or request.user.is_superuser
+            or not obj.is_staff
+            or obj.pk == request.user.pk
+        )
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and self._manages(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and self._manages(request, obj)

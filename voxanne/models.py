@@ -55,6 +55,10 @@ class UserManager(BaseUserManager):
         user.save(using=self._db)
         return user
 
+    def get_by_natural_key(self, email: str) -> User:
+        # Addresses are stored lowercased, so signing in (API and admin) ignores case.
+        return self.get(email=self.normalize_email(email).lower())
+
     def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
         extra.setdefault("is_staff", True)
         extra.setdefault("is_superuser", True)

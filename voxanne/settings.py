@@ -279,9 +279,55 @@ SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Sign-in protection and proxies --------------------------------------------------------
+# How many proxies in front of gunicorn append to X-Forwarded-For (and set X-Forwarded-Proto).
+# 0: the connection's address is the client's and forwarded headers are ignored, since a client
+# can write them.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT > 0 else None
+# Sign-in attempts per email address, from any address. None turns it off.
+AUTH_EMAIL_THROTTLE_RATE: str | None = envstr("AUTH_EMAIL_THROTTLE_RATE", "10/hour") or None
+
+# Tokens die with the password: each carries a digest of the password hash it was issued
+# under (checked on every request and refresh), and a refresh token works once (rotated, the
+# old one blacklisted). `manage.py flushexpiredtokens` prunes the blacklist tables.
+INSTALLED_APPS += ["rest_framework_simplejwt.token_blacklist"]
+SIMPLE_JWT |= {
+    "CHECK_REVOKE_TOKEN": True,
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+}
+
+# Admin sign-in lockout (django-axes, counts kept in the database: no cache needed).
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "voxanne.lockout.AdminLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "voxanne.lockout.AdminLockoutHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = envint("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("ADMIN_LOCKOUT_MINUTES", 30))
+# The pair, not the account alone: locking a support account for everyone would let anyone
+# keep support out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "voxanne.auth.client_address"
+AXES_USERNAME_CALLABLE = "voxanne.lockout.lockout_username"
+
+# The API docs page loads Swagger UI from our static files, not a CDN.
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 
 # --- Logging: one JSON line per event in production ----------------------------------------
 LOGGING = {

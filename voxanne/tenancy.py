@@ -8,8 +8,20 @@ policy admits rows whose org_id equals the `app.org_id` setting of the connectio
 row while `app.system` is on. Nothing set means nothing visible. The settings follow a
 context variable, re-applied to every new connection:
 
-- a request to /api/ starts with nothing set; authentication then activates the token's org;
+- a request starts with nothing set; authentication then activates the token's org (the end
+  of a request leaves that org on the connection: the next request's start resets it first,
+  so a reset at both ends would cost a round trip per request for nothing);
 - admin, signup/login, commands and background jobs run inside `system_context(reason)`.
+
+The users table (`voxanne_user`) is deliberately outside RLS. A user is looked up before any
+tenant is known: by email at sign-in (API and admin), by id from a token on every request, and
+by Django's own code that knows nothing of our scopes (the admin's login, `createsuperuser`,
+`changepassword`, django-axes). Under RLS each of those would need a system scope opened
+first, so every request would spend a moment able to see every clinic's rows, a wider hole
+than the one closed; support staff have no org at all. The table holds identities, not clinic
+data, and wall 1 is enough: no API route reads users except that lookup by the signed token's
+user id, and `tests/core/test_tenancy.py::test_the_api_never_lists_users` holds that no route
+names users and no answer shows another clinic's staff.
 """
 
 from __future__ import annotations
@@ -94,6 +106,30 @@ def deny_context() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """A request's scope: nothing visible on entry, until authentication activates an org.
+
+    On exit the context variable goes back, but the connection keeps the request's state when
+    the enclosing one is deny (a server thread between requests): every request scope starts
+    by applying deny, so applying it on the way out as well would be a round trip for nothing.
+    Any other enclosing state (a test's system scope) is re-applied as usual.
+    """
+    token = _state.set(_DENY)
+    _apply(_DENY)
+    try:
+        yield
+    finally:
+        _state.reset(token)
+        outer = _state.get()
+        if outer != _DENY:
+            try:
+                if not connection.needs_rollback:
+                    _apply(outer)
+            except DatabaseError:
+                logger.warning("could not restore tenant settings", exc_info=True)
+
+
 def activate_org(org_id: UUID | str) -> None:
     """Switch the current scope (a request) to one org; the enclosing scope restores it."""
     state = TenantState(org_id=str(org_id))
@@ -106,18 +142,24 @@ def current_org_id() -> str:
 
 
 class TenantMiddleware:
-    """/api/ requests start with no org (default deny); /admin/ runs in the system context."""
+    """Every request starts with no org (default deny); /admin/ runs in the system context.
+
+    Only the health checks skip it: /healthz must not need the database, and /readyz reports
+    the database's state itself.
+    """
+
+    HEALTH_PATHS = ("/healthz", "/readyz")
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path in self.HEALTH_PATHS:
+            return self.get_response(request)
         if request.path.startswith("/admin/"):
             scope = system_context("admin")
-        elif request.path.startswith("/api/"):
-            scope = deny_context()
         else:
-            return self.get_response(request)  # /healthz must not need the database
+            scope = request_scope()
         try:
             scope.__enter__()
         except DatabaseError:

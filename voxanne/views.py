@@ -6,6 +6,8 @@ import logging
 
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
@@ -17,9 +19,10 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from voxanne import services
-from voxanne.auth import AuthRateThrottle, tokens_for
+from voxanne.auth import AuthRateThrottle, SignInEmailThrottle, tokens_for
 from voxanne.errors import InvalidCredentials, error_responses
 from voxanne.serializers import (
+    ClinicTokenRefreshSerializer,
     ClinicTokenSerializer,
     SignupResponseSerializer,
     SignupSerializer,
@@ -29,6 +32,7 @@ from voxanne.tenancy import system_context
 logger = logging.getLogger(__name__)
 
 
+@method_decorator(never_cache, name="dispatch")  # tokens must not sit in any cache
 class SignupView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -120,10 +124,11 @@ class ResendVerificationView(APIView):
         return Response(ResendResultSerializer(result).data)
 
 
+@method_decorator(never_cache, name="dispatch")
 class TokenView(TokenObtainPairView):
     authentication_classes: list = []
     serializer_class = ClinicTokenSerializer
-    throttle_classes = [AuthRateThrottle]
+    throttle_classes = [AuthRateThrottle, SignInEmailThrottle]
 
     @extend_schema(responses={200: None, **error_responses(400, 401, 429)})
     def post(self, request, *args, **kwargs):
@@ -134,8 +139,10 @@ class TokenView(TokenObtainPairView):
                 raise InvalidCredentials() from None
 
 
+@method_decorator(never_cache, name="dispatch")
 class RefreshView(TokenRefreshView):
     authentication_classes: list = []
+    serializer_class = ClinicTokenRefreshSerializer
     throttle_classes = [AuthRateThrottle]
 
     @extend_schema(responses={200: None, **error_responses(400, 401, 429)})

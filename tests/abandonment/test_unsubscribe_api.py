@@ -139,3 +139,18 @@ def test_the_access_log_never_holds_the_link(api, caplog, method):
         assert token not in record.getMessage()
         assert token not in str(vars(record))
     assert "/api/abandonment/unsubscribe/[redacted]" in access[0].getMessage()
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+@pytest.mark.parametrize(
+    "payload",
+    [[123, "a@clinic.test"], [None, "a@clinic.test"], [["x"], "a@clinic.test"], {"a": 1, "b": 2}],
+    ids=["int-org", "null-org", "list-org", "dict"],
+)
+def test_a_signed_payload_of_the_wrong_shape_is_a_400(api, method, payload):
+    from abandonment.emails import UNSUBSCRIBE_SALT
+
+    token = signing.dumps(payload, salt=UNSUBSCRIBE_SALT)
+    response = getattr(api, method)(f"/api/abandonment/unsubscribe/{token}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "This unsubscribe link is invalid or has expired."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -102,3 +103,25 @@ def test_application_role_is_not_exempt_from_rls():
     with connection.cursor() as cursor:
         cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
         assert cursor.fetchone() == (False, False)
+
+
+def test_the_api_never_lists_users(api):
+    """The users table is outside RLS (tenancy.py says why), so this wall is the API itself:
+    no route names users, and no GET answer, on any route, shows another clinic's staff."""
+    from voxanne.models import User
+
+    mine, theirs = make_org("Mine"), make_org("Theirs")
+    colleague = User.objects.create_user(
+        "colleague@theirs.test", "x-long-password-1", organization=theirs
+    )
+    secrets = {str(theirs.owner_id), colleague.email, str(colleague.id)}
+    secrets.add(User.objects.get(pk=theirs.owner_id).email)
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert not [p for p in schema["paths"] if "user" in p.lower()]
+    gets = [p for p, ops in schema["paths"].items() if "get" in ops and p != "/api/schema/"]
+    assert len(gets) >= 5
+    for path in gets:
+        for ident in (str(theirs.owner_id), str(colleague.id)):
+            url = re.sub(r"\{[^}]+\}", ident, path)
+            body = api.get(url, **auth_header(mine)).content.decode()
+            assert not [s for s in secrets if s in body], url
