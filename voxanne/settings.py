@@ -245,11 +245,21 @@ TWILIO_MASTER_AUTH_TOKEN = envstr("TWILIO_MASTER_AUTH_TOKEN")
 TWILIO_API_BASE_URL = envstr("TWILIO_API_BASE_URL", "https://api.twilio.com")
 VAPI_PRIVATE_KEY = envstr("VAPI_PRIVATE_KEY")
 VAPI_BASE_URL = envstr("VAPI_BASE_URL", "https://api.vapi.ai")
+# Vapi sends this in the X-Vapi-Secret header of every webhook; unset: every webhook is refused.
+VAPI_WEBHOOK_SECRET = envstr("VAPI_WEBHOOK_SECRET")
 PROVISION_COUNTRY = envstr("PROVISION_COUNTRY", "US")
 PROVIDER_TIMEOUT_SECONDS = envint("PROVIDER_TIMEOUT_SECONDS", 15)
 TELEPHONY_SANDBOX = envbool("TELEPHONY_SANDBOX", False)
 # An attempt whose driver has not reported for this long is the reconciler's to finish or undo.
 PROVISIONING_STUCK_AFTER_SECONDS = envint("PROVISIONING_STUCK_AFTER_SECONDS", 300)
+
+# --- Calls: what a minute costs, how far a call that started funded may run into debt, and
+# the longest call we let Vapi hold.
+CALL_RATE_PENCE_PER_MINUTE = envint("CALL_RATE_PENCE_PER_MINUTE", 56)
+DEBT_LIMIT_PENCE = envint("DEBT_LIMIT_PENCE", 500)
+MAX_CALL_SECONDS = envint("MAX_CALL_SECONDS", 600)
+# How far back each reconcile_calls pass lists Vapi's calls.
+RECONCILE_CALLS_LOOKBACK_HOURS = envint("RECONCILE_CALLS_LOOKBACK_HOURS", 24)
 
 # --- Production hardening ------------------------------------------------------------------
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
