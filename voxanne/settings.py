@@ -253,6 +253,20 @@ TELEPHONY_SANDBOX = envbool("TELEPHONY_SANDBOX", False)
 # An attempt whose driver has not reported for this long is the reconciler's to finish or undo.
 PROVISIONING_STUCK_AFTER_SECONDS = envint("PROVISIONING_STUCK_AFTER_SECONDS", 300)
 
+# --- Payments (Stripe Checkout top-ups) ---------------------------------------------------
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
+# A comma list: during a secret rotation both the old and the new secret verify.
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
+WALLET_MIN_TOPUP_PENCE = envint("WALLET_MIN_TOPUP_PENCE", 2500)
+WALLET_MAX_TOPUP_PENCE = envint("WALLET_MAX_TOPUP_PENCE", 100000)
+# Where Stripe sends the clinic back. `{TOPUP_ID}` is replaced by the top-up's id (and Stripe
+# replaces `{CHECKOUT_SESSION_ID}`). The default is this server's own return page.
+TOPUP_SUCCESS_URL = envstr("TOPUP_SUCCESS_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}")
+TOPUP_CANCEL_URL = envstr(
+    "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
+)
+
 # --- Calls: what a minute costs, how far a call that started funded may run into debt, and
 # the longest call we let Vapi hold.
 CALL_RATE_PENCE_PER_MINUTE = envint("CALL_RATE_PENCE_PER_MINUTE", 56)
