@@ -1,9 +1,12 @@
 """The prepaid wallet: one balance per clinic and its append-only ledger, in pence.
 
 Only billing/services.py writes these tables. The database holds the invariants
-(see migrations/0002_ledger_invariants.py): balance >= 0, ledger rows immutable, a
-refund never exceeds what is left of the entry it reverses, and at every commit the
-balance equals the sum of the org's ledger amounts.
+(see migrations/0002_ledger_invariants.py and the `ledger_spending_not_below_zero` check):
+ledger rows immutable, a refund never exceeds what is left of the entry it reverses, at every
+commit the balance equals the sum of the org's ledger amounts, and only money that has already
+gone (ALWAYS_RECORDED_TYPES: a refund to the card, a chargeback) may take a balance below zero.
+
+Top-ups (Stripe Checkout), disputes and the webhook inbox are written by billing/topups.py.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class Wallet(models.Model):
     balance_pence = models.BigIntegerField(default=0)
     # Sequence number of the org's newest ledger entry (0: none yet).
     last_sequence = models.BigIntegerField(default=0)
+    # Set while spending is refused (a payment dispute is open); support may clear it.
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    frozen_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -38,9 +44,6 @@ class Wallet(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(
-                condition=Q(balance_pence__gte=0), name="wallet_balance_not_negative"
-            ),
             models.CheckConstraint(
                 condition=Q(last_sequence__gte=0), name="wallet_sequence_not_negative"
             ),
@@ -64,10 +67,15 @@ class EntryType(models.TextChoices):
     REFUND = "refund", "Refund"
     BONUS = "bonus", "Bonus"
     ADJUSTMENT = "adjustment", "Adjustment"
+    CARD_REFUND = "card_refund", "Refund to card"
+    CHARGEBACK = "chargeback", "Chargeback"
 
 
 CREDIT_TYPES = (EntryType.TOPUP, EntryType.BONUS, EntryType.REFUND)
-DEBIT_TYPES = (EntryType.PHONE_PROVISIONING,)
+DEBIT_TYPES = (EntryType.PHONE_PROVISIONING, EntryType.CARD_REFUND, EntryType.CHARGEBACK)
+# Money that has already moved at the provider: always recorded, even below zero. Everything
+# else that takes money is a decision to spend, refused when it would leave the balance short.
+ALWAYS_RECORDED_TYPES = (EntryType.CARD_REFUND, EntryType.CHARGEBACK)
 
 
 class LedgerEntry(models.Model):
@@ -108,8 +116,14 @@ class LedgerEntry(models.Model):
                 fields=["org", "sequence"], name="ledger_sequence_unique_per_org"
             ),
             models.CheckConstraint(condition=~Q(amount_pence=0), name="ledger_amount_not_zero"),
+            # The one non-negative rule: an entry may leave the balance below zero only when it
+            # adds money, or records money already gone. The deferred balance-equals-ledger
+            # trigger makes the wallet's balance the newest entry's balance_after.
             models.CheckConstraint(
-                condition=Q(balance_after_pence__gte=0), name="ledger_balance_after_not_negative"
+                condition=Q(balance_after_pence__gte=0)
+                | Q(amount_pence__gt=0)
+                | Q(type__in=ALWAYS_RECORDED_TYPES),
+                name="ledger_spending_not_below_zero",
             ),
             models.CheckConstraint(condition=Q(sequence__gte=1), name="ledger_sequence_positive"),
             models.CheckConstraint(
@@ -142,3 +156,162 @@ class LedgerEntry(models.Model):
     @property
     def amount_formatted(self) -> str:
         return format_pence(self.amount_pence)
+
+
+# --- Stripe Checkout top-ups, disputes, and the webhook inbox ------------------------------
+
+
+class TopUpStatus(models.TextChoices):
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+# A status only moves to a higher rank. `paid` outranks failed/expired: a payment Stripe
+# reports is credited whatever was concluded before (a late async payment, our own expiry).
+TOPUP_STATUS_RANK = {
+    TopUpStatus.PENDING: 0,
+    TopUpStatus.FAILED: 1,
+    TopUpStatus.EXPIRED: 1,
+    TopUpStatus.PAID: 2,
+    TopUpStatus.PARTIALLY_REFUNDED: 3,
+    TopUpStatus.REFUNDED: 4,
+}
+
+
+class TopUp(models.Model):
+    """One Stripe Checkout Session for money into a wallet. Its credit is the ledger entry
+    keyed `topup:<stripe_session_id>`, for Stripe's amount_total."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="topups")
+    amount_pence = models.BigIntegerField()
+    status = models.CharField(
+        max_length=32, choices=TopUpStatus.choices, default=TopUpStatus.PENDING
+    )
+    # The client's Idempotency-Key, if it sent one ("" otherwise).
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    stripe_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    checkout_url = models.TextField(blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    charge_id = models.CharField(max_length=255, blank=True, db_index=True)
+    receipt_url = models.TextField(blank=True)
+    # What Stripe took (amount_total) once paid, and how much of it went back to the card.
+    paid_pence = models.BigIntegerField(null=True, blank=True)
+    refunded_pence = models.BigIntegerField(default=0)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        db_table = "billing_topup"
+        verbose_name = "top-up"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="topup_key_unique_per_org",
+            ),
+            models.CheckConstraint(condition=Q(amount_pence__gt=0), name="topup_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(refunded_pence__gte=0), name="topup_refunded_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=TopUpStatus.values), name="topup_status_known"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["org", "-created_at"], name="topup_org_created_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="topup_pending_created_idx",
+                condition=Q(status=TopUpStatus.PENDING),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Top-up {format_pence(self.amount_pence)} ({self.status})"
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class Dispute(models.Model):
+    """A chargeback at Stripe. While one is open the org's wallet is frozen."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="disputes")
+    topup = models.ForeignKey(TopUp, on_delete=models.PROTECT, related_name="disputes")
+    stripe_dispute_id = models.CharField(max_length=255, unique=True)
+    amount_pence = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=DisputeStatus.choices)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        db_table = "billing_dispute"
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_pence__gt=0), name="dispute_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.stripe_dispute_id} ({self.status})"
+
+
+class WebhookOutcome(models.TextChoices):
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+
+
+class WebhookEvent(models.Model):
+    """The inbox: one row per provider event, stored in the transaction that applied it.
+
+    Unique by (provider, event_id), so a redelivery finds it and changes nothing. A delivery
+    whose processing failed leaves no row (the transaction rolled back) and is retried.
+    Not tenant-owned: events arrive before anyone knows whose they are.
+    """
+
+    class Provider(models.TextChoices):
+        STRIPE = "stripe"
+        VAPI = "vapi"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    outcome = models.CharField(max_length=16, choices=WebhookOutcome.choices)
+    # Why an event was ignored (no matching top-up, unknown type), for support.
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "billing_webhook_event"
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="webhook_event_unique_per_provider"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["provider", "type", "-received_at"], name="webhook_type_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.type} {self.event_id}"

@@ -50,9 +50,7 @@ class ReconciliationReport:
 
 
 def _problems(balance, last_sequence, total, entries, newest, newest_balance) -> tuple[str, ...]:
-    problems = []
-    if balance < 0:
-        problems.append("balance is negative")
+    problems = []  # a negative balance is allowed: money already gone is always recorded
     if balance != total:
         problems.append("balance differs from the sum of the ledger")
     if not (last_sequence == entries == newest):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from billing.models import EntryType, LedgerEntry, Wallet
+from billing.models import EntryType, LedgerEntry, TopUp, Wallet
 from voxanne.pagination import PageParams, PaginationSerializer
 
 
@@ -33,3 +33,33 @@ class TransactionQuery(PageParams):
     """Query parameters of the transaction list: paging, and an optional entry type."""
 
     type = serializers.ChoiceField(choices=EntryType.choices, required=False)
+
+
+class TopUpRequestSerializer(serializers.Serializer):
+    """Documents the request body; the amount is checked by billing.topups.validate_amount
+    (a whole number of pence, not a string or a float)."""
+
+    amount_pence = serializers.IntegerField()
+
+
+class TopUpSerializer(serializers.ModelSerializer):
+    topup_id = serializers.UUIDField(source="id", read_only=True)
+    url = serializers.CharField(source="checkout_url", read_only=True)
+
+    class Meta:
+        model = TopUp
+        fields = [
+            "topup_id",
+            "url",
+            "status",
+            "amount_pence",
+            "refunded_pence",
+            "receipt_url",
+            "created_at",
+            "paid_at",
+        ]
+
+
+class TopUpListSerializer(serializers.Serializer):
+    topups = TopUpSerializer(many=True)
+    pagination = PaginationSerializer()

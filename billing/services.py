@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import EntryType, LedgerEntry, Wallet, format_pence
+from billing.models import ALWAYS_RECORDED_TYPES, EntryType, LedgerEntry, Wallet, format_pence
 from voxanne.errors import ApiError, Unprocessable
 from voxanne.models import Organization, User
 
@@ -33,6 +33,14 @@ class InsufficientFunds(ApiError):
     status_code = 402
     default_message = "Insufficient balance. Please top up your wallet."
     code = "insufficient_funds"
+
+
+class WalletOnHold(ApiError):
+    status_code = 403
+    default_message = (
+        "Your account is on hold while a payment dispute is open. Please contact support."
+    )
+    code = "account_on_hold"
 
 
 class RefundRefused(ApiError):
@@ -176,11 +184,13 @@ def _post(
 ) -> Posting:
     """Append one entry to a locked wallet, or replay the entry that already holds the key.
 
-    Raises InsufficientFunds below zero, IdempotencyKeyReused for the key of another request.
+    Raises InsufficientFunds when spending would end below zero (money already gone,
+    ALWAYS_RECORDED_TYPES, and credits are written whatever the balance), IdempotencyKeyReused
+    for the key of another request. The database holds the same rule.
     """
     _check_key(idempotency_key)
     new_balance = locked.balance_pence + amount_pence
-    if new_balance < 0:
+    if new_balance < 0 and amount_pence < 0 and type not in ALWAYS_RECORDED_TYPES:
         existing = _existing(locked.org_id, idempotency_key)  # a retry is not refused
         if existing:
             return _replay(existing, type=type, amount_pence=amount_pence, reverses_id=reverses_id)
@@ -483,10 +493,11 @@ def hold_for_provisioning(
 
     The hold is a `phone_provisioning` debit. Settling it means doing nothing (the charge
     stays); undoing it is `release_hold`, whose key is derived from the hold, so it can
-    happen at most once. Raises InsufficientFunds.
+    happen at most once. Raises WalletOnHold while the wallet is frozen, InsufficientFunds.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("hold_for_provisioning() joins the caller's transaction")
+    refuse_spending_on_hold(lock_wallet(org))
     return _debit_in_transaction(
         org=org,
         amount_pence=PHONE_NUMBER_PRICE_PENCE,
@@ -514,3 +525,73 @@ def release_hold(*, hold: LedgerEntry, reason: str) -> LedgerEntry | None:
         return _refund_in_transaction(
             entry=hold, amount_pence=None, reason=reason, idempotency_key=key, created_by=None
         ).entry
+
+
+# --- Money from and back to Stripe (billing/topups.py calls these) ------------------------
+
+
+def refuse_spending_on_hold(wallet: Wallet) -> None:
+    """Raise WalletOnHold if the (locked) wallet is frozen: a decision to spend is refused."""
+    if wallet.frozen_at is not None:
+        raise WalletOnHold()
+
+
+def record_topup(
+    *, org: Organization | str, amount_pence: int, idempotency_key: str, description: str
+) -> Posting:
+    """Credit money Stripe took for a top-up, inside the caller's transaction (the webhook's
+    inbox row and this entry commit together). Idempotent by key, as `credit` is."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("record_topup() joins the caller's transaction")
+    return _credit_in_transaction(
+        org=org,
+        amount_pence=amount_pence,
+        type=EntryType.TOPUP,
+        idempotency_key=idempotency_key,
+        description=description,
+        created_by=None,
+    )
+
+
+def record_money_gone(
+    *, org: Organization | str, amount_pence: int, type: str, idempotency_key: str, description: str
+) -> Posting:
+    """Debit money that has already left at the provider (a refund to the card, a chargeback),
+    inside the caller's transaction. Always written, even when the balance goes below zero."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("record_money_gone() joins the caller's transaction")
+    if type not in ALWAYS_RECORDED_TYPES:
+        raise ValueError(f"record_money_gone() cannot write {type!r} entries")
+    _require_positive(amount_pence)
+    return _post(
+        locked=_lock_for_posting(_org_id(org)),
+        amount_pence=-amount_pence,
+        type=type,
+        idempotency_key=idempotency_key,
+        description=description,
+    )
+
+
+def freeze_wallet(*, org: Organization | str, reason: str) -> Wallet:
+    """Refuse spending from the org's wallet until `unfreeze_wallet`; joins the caller's
+    transaction. Freezing a frozen wallet keeps its first reason."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("freeze_wallet() joins the caller's transaction")
+    wallet = lock_wallet(org)
+    if wallet.frozen_at is None:
+        wallet.frozen_at = timezone.now()
+        wallet.frozen_reason = reason[:500]
+        wallet.save(update_fields=["frozen_at", "frozen_reason", "updated_at"])
+    return wallet
+
+
+def unfreeze_wallet(*, org: Organization | str) -> Wallet:
+    """Allow spending again; joins the caller's transaction."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("unfreeze_wallet() joins the caller's transaction")
+    wallet = lock_wallet(org)
+    if wallet.frozen_at is not None:
+        wallet.frozen_at = None
+        wallet.frozen_reason = ""
+        wallet.save(update_fields=["frozen_at", "frozen_reason", "updated_at"])
+    return wallet

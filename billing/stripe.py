@@ -19,6 +19,8 @@ import stripe
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
+# The SDK logs every request and response at INFO; keep it to warnings.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 # A retried POST reuses its Idempotency-Key (ours, or the one the SDK generates), so a lost
 # answer never makes a second session or refund.

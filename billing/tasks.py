@@ -37,3 +37,34 @@ def reconcile_wallets() -> int:
         extra={"wallets": report.wallets, "mismatched": len(report.mismatches)},
     )
     return len(report.mismatches)
+
+
+@shared_task(name="billing.send_topup_receipt", ignore_result=True)
+def send_topup_receipt(topup_id: str) -> bool:
+    """The receipt of a paid top-up, once (the reconciler sends any this never got to)."""
+    from billing.topups import send_receipt
+
+    with system_context("top-up receipt"):
+        return send_receipt(topup_id)
+
+
+@shared_task(name="billing.reconcile_topups", ignore_result=True)
+def reconcile_topups() -> int:
+    """Beat, hourly: credit paid Checkout Sessions the ledger lacks, expire stale top-ups.
+
+    Returns the number of top-ups it had to repair.
+    """
+    from billing.topups import reconcile_topups as reconcile
+
+    with system_context("reconcile top-ups"):
+        report = reconcile()
+    logger.info(
+        "top-ups reconciled",
+        extra={
+            "sessions": report.sessions_seen,
+            "repaired": len(report.repaired),
+            "expired": report.expired,
+            "receipts_sent": report.receipts_sent,
+        },
+    )
+    return len(report.repaired)

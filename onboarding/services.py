@@ -171,3 +171,18 @@ def viewed_payment_but_not_paid(organizations: QuerySet[Organization]) -> QueryS
         Exists(events.filter(event_name=EventName.PAYMENT_VIEWED)),
         ~Exists(events.filter(event_name=EventName.PAYMENT_SUCCESS)),
     )
+
+
+def record_payment_success(*, org_id, topup_id) -> OnboardingEvent:
+    """The server's own `payment_success` event for a paid top-up (the browser's claim is not
+    needed: the abandonment job sees this one). Joins the caller's transaction."""
+    return OnboardingEvent.objects.create(
+        org_id=org_id,
+        event_name=EventName.PAYMENT_SUCCESS,
+        step_index=3,
+        metadata={"source": "stripe", "topup_id": str(topup_id)},
+    )
+
+
+def on_topup_paid(sender, topup, **kwargs) -> None:
+    record_payment_success(org_id=topup.org_id, topup_id=topup.pk)

@@ -10,7 +10,7 @@ from voxanne.tenancy import system_context
 
 
 class Command(BaseCommand):
-    help = "Check that every wallet's balance equals the sum of its ledger and is not negative."
+    help = "Check that every wallet's balance equals the sum of its ledger."
 
     def add_arguments(self, parser):
         parser.add_argument(

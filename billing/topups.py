@@ -1,0 +1,556 @@
+"""Money in through Stripe Checkout: top-ups, their webhooks, refunds, disputes, receipts.
+
+One fulfilment function, `fulfil_session`, is called by the webhook, the clinic's return-page
+check and the reconciler alike: whatever the deliveries, polls and races, a Checkout Session
+gets one `topup` ledger entry, keyed `topup:<session id>`, for Stripe's `amount_total`, and
+only when `payment_status == "paid"`. A top-up's status only moves forward
+(TOPUP_STATUS_RANK). Money moves through billing/services.py; this module writes the top-up,
+dispute and webhook-inbox rows. No Stripe call ever runs inside a transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from billing import services
+from billing import stripe as payments
+from billing.models import (
+    TOPUP_STATUS_RANK,
+    Dispute,
+    DisputeStatus,
+    EntryType,
+    LedgerEntry,
+    TopUp,
+    TopUpStatus,
+    WebhookEvent,
+    WebhookOutcome,
+    format_pence,
+)
+from billing.signals import topup_paid
+from voxanne.errors import ApiError, ServiceUnavailable
+from voxanne.models import Organization
+from voxanne.tenancy import system_context
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_WINDOW = timedelta(hours=72)
+PENDING_EXPIRES_AFTER = timedelta(days=1)
+CURRENCY = "gbp"
+
+
+class TopUpAmountInvalid(ApiError):
+    code = "invalid_amount"
+
+
+class TopUpsNotConfigured(ApiError):
+    status_code = 500
+    default_message = "Top-ups are not available right now. Please contact support."
+    code = "topups_unavailable"
+
+
+class PaymentProviderUnreachable(ServiceUnavailable):
+    default_message = "We could not reach our payment provider. Please try again in a minute."
+    code = "payment_provider_unavailable"
+
+
+class TopUpKeyReused(ApiError):
+    status_code = 422
+    default_message = "This Idempotency-Key was already used for a top-up of another amount."
+    code = "idempotency_key_reused"
+
+
+def topup_key(session_id: str) -> str:
+    return f"topup:{session_id}"
+
+
+def validate_amount(amount_pence: object) -> int:
+    """The amount as an int within the configured bounds, or TopUpAmountInvalid."""
+    low, high = settings.WALLET_MIN_TOPUP_PENCE, settings.WALLET_MAX_TOPUP_PENCE
+    if isinstance(amount_pence, bool) or not isinstance(amount_pence, int):
+        raise TopUpAmountInvalid("amount_pence must be a whole number of pence.")
+    if not low <= amount_pence <= high:
+        raise TopUpAmountInvalid(
+            f"A top-up must be between {format_pence(low)} and {format_pence(high)}."
+        )
+    return amount_pence
+
+
+# --- Starting a top-up ---------------------------------------------------------------------
+
+
+def _urls(topup: TopUp) -> tuple[str, str]:
+    def fill(template: str) -> str:
+        return template.replace("{TOPUP_ID}", str(topup.pk))
+
+    return fill(settings.TOPUP_SUCCESS_URL), fill(settings.TOPUP_CANCEL_URL)
+
+
+def start_topup(
+    *, org: Organization, amount_pence: object, idempotency_key: str | None = None
+) -> TopUp:
+    """A pending top-up with its Stripe Checkout URL.
+
+    The same Idempotency-Key returns the same top-up (and Stripe the same session: its key is
+    derived from the top-up row). Raises TopUpAmountInvalid (400), TopUpKeyReused (422),
+    TopUpsNotConfigured (500, nothing written), PaymentProviderUnreachable (503: the pending
+    row stays, and a retry with the same key finishes it).
+    """
+    amount = validate_amount(amount_pence)
+    if not payments.is_configured():
+        logger.error("a top-up was requested but STRIPE_SECRET_KEY is not set")
+        raise TopUpsNotConfigured()
+    key = (idempotency_key or "").strip()
+    if len(key) > 255:
+        raise TopUpAmountInvalid("Idempotency-Key must be at most 255 characters.")
+    topup = _pending_topup(org=org, amount=amount, key=key)
+    if topup.stripe_session_id or topup.status != TopUpStatus.PENDING:
+        return topup
+    success_url, cancel_url = _urls(topup)
+    try:
+        session = payments.create_checkout_session(
+            amount_pence=topup.amount_pence,
+            org_id=str(org.pk),
+            topup_id=str(topup.pk),
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=f"checkout:{topup.pk}",
+            customer_email=getattr(org.owner, "email", None),
+        )
+    except payments.PaymentProviderUnavailable:
+        raise PaymentProviderUnreachable() from None
+    except payments.PaymentProviderError as exc:
+        logger.error("stripe refused a checkout session: %s", exc.detail, extra={"topup": topup.pk})
+        TopUp.objects.filter(pk=topup.pk, status=TopUpStatus.PENDING).update(
+            status=TopUpStatus.FAILED, updated_at=timezone.now()
+        )
+        raise TopUpsNotConfigured() from None
+    TopUp.objects.filter(pk=topup.pk, stripe_session_id__isnull=True).update(
+        stripe_session_id=session.id, checkout_url=session.url or "", updated_at=timezone.now()
+    )
+    topup.refresh_from_db()
+    return topup
+
+
+def _pending_topup(*, org: Organization, amount: int, key: str) -> TopUp:
+    if key:
+        existing = TopUp.objects.for_org(org).filter(idempotency_key=key).first()
+        if existing is not None:
+            if existing.amount_pence != amount:
+                raise TopUpKeyReused()
+            return existing
+    try:
+        with transaction.atomic():
+            return TopUp.objects.create(org=org, amount_pence=amount, idempotency_key=key)
+    except IntegrityError:  # a concurrent request with the same key won
+        existing = TopUp.objects.for_org(org).get(idempotency_key=key)
+        if existing.amount_pence != amount:
+            raise TopUpKeyReused() from None
+        return existing
+
+
+# --- Fulfilment: the one function ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fulfilment:
+    topup: TopUp | None
+    credited: bool  # this call wrote the credit
+    note: str = ""
+
+
+def _topup_for_session(session: payments.CheckoutSession) -> TopUp | None:
+    topup = TopUp.objects.filter(stripe_session_id=session.id).first()
+    if topup is None and session.topup_id:
+        # The session was created but its id never stored (the answer was lost).
+        try:
+            topup = TopUp.objects.filter(pk=uuid.UUID(session.topup_id)).first()
+        except ValueError:
+            return None
+        if topup is not None and topup.stripe_session_id not in (None, session.id):
+            return None
+    if topup is not None and session.client_reference_id not in (None, str(topup.org_id)):
+        return None
+    return topup
+
+
+def _advance(topup: TopUp, status: str) -> bool:
+    """Move the (locked) top-up to `status` if that is forward; says whether it moved."""
+    if TOPUP_STATUS_RANK[status] <= TOPUP_STATUS_RANK[topup.status]:
+        return False
+    topup.status = status
+    return True
+
+
+def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -> Fulfilment:
+    """Bring our books in line with what Stripe says of a Checkout Session.
+
+    Paid: one `topup` entry for `amount_total` (whoever calls first; everyone else replays
+    it), status paid, the receipt queued and `topup_paid` sent. Expired (or `failed`, for
+    async_payment_failed): the status moves there unless it is already further. Joins the
+    caller's transaction (the webhook's inbox row) or opens its own.
+    """
+    with transaction.atomic():
+        found = _topup_for_session(session)
+        if found is None:
+            return Fulfilment(None, False, f"no top-up for checkout session {session.id}")
+        services.lock_wallet(found.org_id)  # wallet first, always
+        topup = TopUp.objects.select_for_update().get(pk=found.pk)
+        fields = {"updated_at"}
+        if topup.stripe_session_id is None:
+            topup.stripe_session_id = session.id
+            fields.add("stripe_session_id")
+        if session.payment_intent_id and not topup.payment_intent_id:
+            topup.payment_intent_id = session.payment_intent_id
+            fields.add("payment_intent_id")
+        if session.payment_status != "paid":
+            status = TopUpStatus.FAILED if failed else None
+            if session.status == "expired":
+                status = TopUpStatus.EXPIRED
+            if status and _advance(topup, status):
+                fields.add("status")
+            topup.save(update_fields=fields)
+            return Fulfilment(topup, False, f"session {session.status}, {session.payment_status}")
+        if (session.currency or "").lower() != CURRENCY or not session.amount_total:
+            logger.error(
+                "a paid checkout session is not in %s; not credited",
+                CURRENCY,
+                extra={"session": session.id, "currency": session.currency},
+            )
+            return Fulfilment(topup, False, f"paid in {session.currency}, not credited")
+        if session.amount_total != topup.amount_pence:
+            logger.warning(
+                "stripe took another amount than the top-up asked for; crediting Stripe's",
+                extra={
+                    "topup": str(topup.pk),
+                    "asked": topup.amount_pence,
+                    "amount_total": session.amount_total,
+                },
+            )
+        posting = services.record_topup(
+            org=topup.org_id,
+            amount_pence=session.amount_total,
+            idempotency_key=topup_key(session.id),
+            description=f"Top-up by card (Stripe {session.id})",
+        )
+        if _advance(topup, TopUpStatus.PAID) or topup.paid_at is None:
+            topup.paid_at = topup.paid_at or timezone.now()
+            topup.paid_pence = session.amount_total
+            fields |= {"status", "paid_at", "paid_pence"}
+        topup.save(update_fields=fields)
+        if posting.created:
+            topup_paid.send(sender=TopUp, topup=topup)
+            transaction.on_commit(functools.partial(_queue_receipt, topup.pk), robust=True)
+        return Fulfilment(topup, posting.created)
+
+
+def _queue_receipt(topup_id: uuid.UUID) -> None:
+    """After the commit. `robust` on_commit: a broker that is down loses no money (the credit
+    is committed) and no receipt (the hourly reconciler sends what is still unsent)."""
+    from billing.tasks import send_topup_receipt
+
+    send_topup_receipt.apply_async(args=[str(topup_id)], retry=False)
+
+
+# --- The return page's check ---------------------------------------------------------------
+
+
+def check_topup(topup: TopUp) -> TopUp:
+    """While a top-up is pending, ask Stripe about its session and fulfil a paid one (a lost
+    webhook must not leave a paid clinic waiting). Stripe unreachable: the top-up as it is."""
+    if topup.status != TopUpStatus.PENDING or not topup.stripe_session_id:
+        return topup
+    try:
+        session = payments.retrieve_checkout_session(topup.stripe_session_id)
+    except payments.PaymentProviderError as exc:
+        logger.warning("could not check a pending top-up: %s", exc.detail)
+        return topup
+    with system_context("top-up check"):
+        result = fulfil_session(session)
+    return result.topup or topup
+
+
+# --- The webhook ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Handled:
+    event_id: str
+    outcome: str  # processed | ignored | duplicate
+
+
+def handle_stripe_webhook(payload: bytes, signature: str | None) -> Handled:
+    """Verify, store and apply one Stripe event: the inbox row and its effect commit together.
+
+    Raises payments.BadSignature (nothing written), payments.NotConfigured, or
+    PaymentProviderUnreachable / a database error (nothing written: Stripe retries).
+    """
+    event = payments.verify_webhook(payload, signature)
+    with system_context("stripe webhook"):
+        seen = WebhookEvent.objects.filter(
+            provider=WebhookEvent.Provider.STRIPE, event_id=event["id"]
+        ).exists()
+        if seen:
+            return Handled(event["id"], "duplicate")
+        fetched = _fetch_before(event)
+        return _process(event, fetched)
+
+
+def _fetch_before(event: dict) -> object:
+    """What an event needs from Stripe, fetched before the transaction (never inside)."""
+    if event["type"] == "charge.refunded":
+        charge_id = event["data"]["object"]["id"]
+        try:
+            return payments.list_refunds(charge_id=charge_id)
+        except payments.PaymentProviderError as exc:
+            raise PaymentProviderUnreachable() from exc
+    return None
+
+
+def _process(event: dict, fetched: object) -> Handled:
+    received = timezone.now()
+    with transaction.atomic(durable=True):
+        try:
+            with transaction.atomic():
+                inbox = WebhookEvent.objects.create(
+                    provider=WebhookEvent.Provider.STRIPE,
+                    event_id=event["id"],
+                    type=str(event["type"])[:100],
+                    payload=event,
+                    outcome=WebhookOutcome.PROCESSED,
+                    received_at=received,
+                    processed_at=received,
+                )
+        except IntegrityError:  # a concurrent delivery of the same event committed first
+            return Handled(event["id"], "duplicate")
+        note = _apply(event, fetched)
+        if note:
+            inbox.outcome, inbox.error = WebhookOutcome.IGNORED, note
+        inbox.processed_at = timezone.now()
+        inbox.save(update_fields=["outcome", "error", "processed_at", "updated_at"])
+    return Handled(event["id"], inbox.outcome)
+
+
+def _apply(event: dict, fetched: object) -> str:
+    """Apply one event inside the inbox transaction. Returns why it was ignored, or ""."""
+    kind, obj = event["type"], event["data"]["object"]
+    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        return _session_note(fulfil_session(payments.session_from_event(obj)))
+    if kind == "checkout.session.async_payment_failed":
+        return _session_note(fulfil_session(payments.session_from_event(obj), failed=True))
+    if kind == "checkout.session.expired":
+        return _session_note(fulfil_session(payments.session_from_event(obj)))
+    if kind == "charge.refunded":
+        return _apply_refunds(obj, fetched)
+    if kind in ("charge.dispute.created", "charge.dispute.funds_withdrawn"):
+        return _open_dispute(obj)
+    if kind == "charge.dispute.closed":
+        return _close_dispute(obj)
+    return f"event type {kind} is not handled"
+
+
+def _session_note(result: Fulfilment) -> str:
+    return result.note if result.topup is None else ""
+
+
+def _topup_for_charge(charge_id: str | None, payment_intent_id: str | None) -> TopUp | None:
+    match = Q(pk__in=[])
+    if charge_id:
+        match |= Q(charge_id=charge_id)
+    if payment_intent_id:
+        match |= Q(payment_intent_id=payment_intent_id)
+    return TopUp.objects.filter(match).first()
+
+
+def _locked_topup(charge_id: str | None, payment_intent_id: str | None) -> TopUp | None:
+    found = _topup_for_charge(charge_id, payment_intent_id)
+    if found is None:
+        return None
+    services.lock_wallet(found.org_id)
+    topup = TopUp.objects.select_for_update().get(pk=found.pk)
+    if charge_id and not topup.charge_id:
+        topup.charge_id = charge_id
+    return topup
+
+
+def _apply_refunds(charge: dict, refunds: list[payments.Refund]) -> str:
+    """Debit each refund of the charge once (by refund id), wherever it was made."""
+    topup = _locked_topup(charge.get("id"), charge.get("payment_intent"))
+    if topup is None:
+        return f"no top-up for charge {charge.get('id')}"
+    gone = [r for r in refunds if r.status in ("succeeded", "pending")]
+    for refund in gone:
+        services.record_money_gone(
+            org=topup.org_id,
+            amount_pence=refund.amount,
+            type=EntryType.CARD_REFUND,
+            idempotency_key=f"refund:{refund.id}",
+            description=f"Refund to card (Stripe {refund.id})",
+        )
+    refunded = sum(r.amount for r in gone)
+    topup.refunded_pence = max(topup.refunded_pence, refunded)
+    paid = topup.paid_pence or topup.amount_pence
+    if topup.refunded_pence:
+        full = topup.refunded_pence >= paid
+        _advance(topup, TopUpStatus.REFUNDED if full else TopUpStatus.PARTIALLY_REFUNDED)
+    topup.save(update_fields=["charge_id", "refunded_pence", "status", "updated_at"])
+    return ""
+
+
+def _open_dispute(obj: dict) -> str:
+    topup = _locked_topup(obj.get("charge"), obj.get("payment_intent"))
+    if topup is None:
+        return f"no top-up for disputed charge {obj.get('charge')}"
+    topup.save(update_fields=["charge_id", "updated_at"])
+    dispute, created = Dispute.objects.get_or_create(
+        stripe_dispute_id=obj["id"],
+        defaults={
+            "org_id": topup.org_id,
+            "topup": topup,
+            "amount_pence": obj["amount"],
+            "status": DisputeStatus.OPEN,
+        },
+    )
+    if created:  # a dispute already closed (events out of order) freezes nothing
+        services.freeze_wallet(org=topup.org_id, reason=f"Payment dispute {obj['id']} is open")
+        logger.error(
+            "payment dispute opened: wallet frozen",
+            extra={"org_id": str(topup.org_id), "dispute": obj["id"]},
+        )
+    return ""
+
+
+def _close_dispute(obj: dict) -> str:
+    topup = _locked_topup(obj.get("charge"), obj.get("payment_intent"))
+    if topup is None:
+        return f"no top-up for disputed charge {obj.get('charge')}"
+    topup.save(update_fields=["charge_id", "updated_at"])
+    won = obj.get("status") == "won"
+    dispute, _ = Dispute.objects.select_for_update().get_or_create(
+        stripe_dispute_id=obj["id"],
+        defaults={
+            "org_id": topup.org_id,
+            "topup": topup,
+            "amount_pence": obj["amount"],
+            "status": DisputeStatus.OPEN,
+        },
+    )
+    if dispute.status != DisputeStatus.OPEN:
+        return ""
+    dispute.status = DisputeStatus.WON if won else DisputeStatus.LOST
+    dispute.closed_at = timezone.now()
+    dispute.save(update_fields=["status", "closed_at", "updated_at"])
+    if not won:
+        # The money went back to the card holder: recorded, and the wallet stays frozen
+        # until support decides.
+        services.record_money_gone(
+            org=topup.org_id,
+            amount_pence=dispute.amount_pence,
+            type=EntryType.CHARGEBACK,
+            idempotency_key=f"chargeback:{dispute.stripe_dispute_id}",
+            description=f"Chargeback (Stripe {dispute.stripe_dispute_id})",
+        )
+        services.freeze_wallet(org=topup.org_id, reason=f"Payment dispute {obj['id']} was lost")
+        logger.error("payment dispute lost", extra={"dispute": obj["id"]})
+        return ""
+    still_open = Dispute.objects.filter(org_id=topup.org_id, status=DisputeStatus.OPEN).exists()
+    if not still_open:
+        services.unfreeze_wallet(org=topup.org_id)
+    return ""
+
+
+# --- Receipts ------------------------------------------------------------------------------
+
+
+def send_receipt(topup_id: uuid.UUID | str) -> bool:
+    """Email the clinic's owner a receipt for a paid top-up, once: claim, then send. Returns
+    whether this call sent it. Call outside any transaction (it may ask Stripe for the link)."""
+    topup = TopUp.objects.select_related("org__owner").filter(pk=topup_id).first()
+    if topup is None or topup.paid_at is None or topup.receipt_sent_at is not None:
+        return False
+    if not topup.receipt_url and topup.stripe_session_id:
+        try:
+            session = payments.retrieve_checkout_session(topup.stripe_session_id)
+        except payments.PaymentProviderError:
+            session = None  # the receipt goes without Stripe's link
+        if session is not None and session.receipt_url:
+            TopUp.objects.filter(pk=topup.pk).update(
+                receipt_url=session.receipt_url, charge_id=session.charge_id or topup.charge_id
+            )
+            topup.receipt_url = session.receipt_url
+    owner_email = getattr(topup.org.owner, "email", "")
+    claimed = TopUp.objects.filter(pk=topup.pk, receipt_sent_at__isnull=True).update(
+        receipt_sent_at=timezone.now()
+    )
+    if claimed != 1 or not owner_email:
+        return False
+    entry = LedgerEntry.objects.filter(
+        org_id=topup.org_id, idempotency_key=topup_key(topup.stripe_session_id or "")
+    ).first()
+    amount = topup.paid_pence or topup.amount_pence
+    context = {
+        "clinic": topup.org.clinic_name or "your clinic",
+        "amount": format_pence(amount),
+        "balance": format_pence(entry.balance_after_pence) if entry else None,
+        "date": topup.paid_at,
+        "receipt_url": topup.receipt_url,
+        "topup_id": topup.pk,
+    }
+    message = EmailMultiAlternatives(
+        subject=f"Receipt: {format_pence(amount)} added to your Voxanne wallet",
+        body=render_to_string("emails/billing/topup_receipt.txt", context),
+        to=[owner_email],
+    )
+    message.attach_alternative(
+        render_to_string("emails/billing/topup_receipt.html", context), "text/html"
+    )
+    message.send()
+    return True
+
+
+# --- The reconciler ------------------------------------------------------------------------
+
+
+@dataclass
+class TopUpReconciliation:
+    sessions_seen: int = 0
+    repaired: list[str] = field(default_factory=list)  # session ids credited by this run
+    expired: int = 0
+    receipts_sent: int = 0
+
+
+def reconcile_topups(*, now: datetime | None = None) -> TopUpReconciliation:
+    """List the Checkout Sessions of the last 72 hours at Stripe and fulfil any paid one the
+    ledger lacks; mark top-ups pending for over a day expired; send receipts still unsent.
+    Run in the system context. Raises payments.PaymentProviderError if Stripe cannot list."""
+    now = now or timezone.now()
+    report = TopUpReconciliation()
+    for session in payments.list_checkout_sessions(created_since=now - RECONCILE_WINDOW):
+        report.sessions_seen += 1
+        if session.payment_status == "paid":
+            credited = LedgerEntry.objects.filter(idempotency_key=topup_key(session.id)).exists()
+            if not credited and fulfil_session(session).credited:
+                report.repaired.append(session.id)
+                logger.error(
+                    "RECONCILER REPAIR: a paid top-up had not been credited",
+                    extra={"session": session.id, "amount_total": session.amount_total},
+                )
+        elif session.status == "expired":
+            fulfil_session(session)
+    report.expired = TopUp.objects.filter(
+        status=TopUpStatus.PENDING, created_at__lt=now - PENDING_EXPIRES_AFTER
+    ).update(status=TopUpStatus.EXPIRED, updated_at=now)
+    unsent = TopUp.objects.filter(paid_at__isnull=False, receipt_sent_at__isnull=True)
+    for topup_id in unsent.values_list("pk", flat=True):
+        report.receipts_sent += send_receipt(topup_id)
+    return report
