@@ -23,8 +23,9 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing import services
+from billing import inbox, services
 from billing import stripe as payments
+from billing.inbox import Handled
 from billing.models import (
     TOPUP_STATUS_RANK,
     Dispute,
@@ -34,7 +35,6 @@ from billing.models import (
     TopUp,
     TopUpStatus,
     WebhookEvent,
-    WebhookOutcome,
     format_pence,
 )
 from billing.signals import topup_paid
@@ -283,12 +283,6 @@ def check_topup(topup: TopUp) -> TopUp:
 # --- The webhook ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Handled:
-    event_id: str
-    outcome: str  # processed | ignored | duplicate
-
-
 def handle_stripe_webhook(payload: bytes, signature: str | None) -> Handled:
     """Verify, store and apply one Stripe event: the inbox row and its effect commit together.
 
@@ -297,10 +291,7 @@ def handle_stripe_webhook(payload: bytes, signature: str | None) -> Handled:
     """
     event = payments.verify_webhook(payload, signature)
     with system_context("stripe webhook"):
-        seen = WebhookEvent.objects.filter(
-            provider=WebhookEvent.Provider.STRIPE, event_id=event["id"]
-        ).exists()
-        if seen:
+        if inbox.already_received(provider=WebhookEvent.Provider.STRIPE, event_id=event["id"]):
             return Handled(event["id"], "duplicate")
         fetched = _fetch_before(event)
         return _process(event, fetched)
@@ -318,27 +309,13 @@ def _fetch_before(event: dict) -> object:
 
 
 def _process(event: dict, fetched: object) -> Handled:
-    received = timezone.now()
-    with transaction.atomic(durable=True):
-        try:
-            with transaction.atomic():
-                inbox = WebhookEvent.objects.create(
-                    provider=WebhookEvent.Provider.STRIPE,
-                    event_id=event["id"],
-                    type=str(event["type"])[:100],
-                    payload=event,
-                    outcome=WebhookOutcome.PROCESSED,
-                    received_at=received,
-                    processed_at=received,
-                )
-        except IntegrityError:  # a concurrent delivery of the same event committed first
-            return Handled(event["id"], "duplicate")
-        note = _apply(event, fetched)
-        if note:
-            inbox.outcome, inbox.error = WebhookOutcome.IGNORED, note
-        inbox.processed_at = timezone.now()
-        inbox.save(update_fields=["outcome", "error", "processed_at", "updated_at"])
-    return Handled(event["id"], inbox.outcome)
+    return inbox.receive(
+        provider=WebhookEvent.Provider.STRIPE,
+        event_id=event["id"],
+        type=event["type"],
+        payload=event,
+        apply=lambda: _apply(event, fetched),
+    )
 
 
 def _apply(event: dict, fetched: object) -> str:

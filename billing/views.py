@@ -78,7 +78,10 @@ class TopUpView(APIView):
 
 
 class TopUpListView(APIView):
-    @extend_schema(responses={200: TopUpListSerializer, **error_responses(400, 401)})
+    @extend_schema(
+        operation_id="topups_list",
+        responses={200: TopUpListSerializer, **error_responses(400, 401)},
+    )
     def get(self, request):
         items, pagination = paginate(
             TopUp.objects.for_org(request.org).order_by("-created_at"), request.query_params

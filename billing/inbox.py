@@ -1,0 +1,68 @@
+"""The webhook inbox, one mechanism for every provider (Stripe, Vapi): store the event and
+apply its effect in ONE transaction.
+
+A delivery whose effect fails leaves no row (the transaction rolls back), so the provider's
+retry, or our reconciler, is processed as if it were the first. A redelivery of a stored event
+changes nothing. Nothing is marked processed before it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.models import WebhookEvent, WebhookOutcome
+
+
+@dataclass(frozen=True)
+class Handled:
+    event_id: str
+    outcome: str  # processed | ignored | duplicate
+
+
+DUPLICATE = "duplicate"
+
+
+def already_received(*, provider: str, event_id: str) -> bool:
+    return WebhookEvent.objects.filter(provider=provider, event_id=event_id).exists()
+
+
+def receive(
+    *,
+    provider: str,
+    event_id: str,
+    type: str,
+    payload: dict,
+    apply: Callable[[], str],
+) -> Handled:
+    """Store one provider event and apply it, in one durable transaction.
+
+    `apply` runs inside the transaction, after the event row is written, and returns why the
+    event was ignored ("" when it had its effect). A concurrent delivery of the same event
+    waits for the first and then answers `duplicate`. Whatever `apply` raises (and any
+    database error) rolls both back and propagates: answer 5xx, nothing is stored.
+    """
+    received = timezone.now()
+    with transaction.atomic(durable=True):
+        try:
+            with transaction.atomic():
+                event = WebhookEvent.objects.create(
+                    provider=provider,
+                    event_id=event_id,
+                    type=str(type)[:100],
+                    payload=payload,
+                    outcome=WebhookOutcome.PROCESSED,
+                    received_at=received,
+                    processed_at=received,
+                )
+        except IntegrityError:  # a concurrent delivery of the same event committed first
+            return Handled(event_id, DUPLICATE)
+        note = apply()
+        if note:
+            event.outcome, event.error = WebhookOutcome.IGNORED, note
+        event.processed_at = timezone.now()
+        event.save(update_fields=["outcome", "error", "processed_at", "updated_at"])
+    return Handled(event_id, event.outcome)
