@@ -388,3 +388,40 @@ def receive_call_report(*, facts: CallFacts, payload: dict) -> inbox.Handled:
         payload=payload,
         apply=lambda: bill_call(facts),
     )
+
+
+# --- The sandbox: a pretend call under `make run` ------------------------------------------
+
+
+class SandboxOnly(Conflict):
+    default_message = "Sandbox calls need TELEPHONY_SANDBOX on (make run)."
+    code = "sandbox_only"
+
+
+@dataclass(frozen=True)
+class SandboxCall:
+    answer: dict  # the double's account: assistantRequest, the call, the report's answer
+    call: Call | None
+    balance_pence: int
+
+
+def place_sandbox_call(*, org: Organization, seconds: int, caller: str) -> SandboxCall:
+    """Ring the clinic's number through the sandbox's Vapi double, which asks our webhook
+    (assistant-request), ends the call after `seconds` and sends the end-of-call-report.
+    Raises SandboxOnly outside the sandbox, ValueError when the clinic has no number, and
+    vapi.VapiError when the double cannot be asked."""
+    from voxanne.tenancy import system_context
+
+    if not settings.TELEPHONY_SANDBOX:
+        raise SandboxOnly()
+    with system_context("sandbox call"):
+        line = org.managed_phone_numbers.filter(status="active").first()
+    if line is None:
+        raise ValueError(f"{org} has no phone number yet")
+    answer = vapi.place_sandbox_call(
+        number=line.phone_number, duration_seconds=seconds, caller=caller
+    )
+    with system_context("sandbox call"):
+        call = Call.objects.filter(vapi_call_id=answer["call"]["id"]).first()
+        balance = billing.wallet_for(org).balance_pence
+    return SandboxCall(answer=answer, call=call, balance_pence=balance)

@@ -270,3 +270,15 @@ def list_calls(*, created_since: datetime, phone_id: str | None = None) -> Itera
     if phone_id:
         filters["phoneNumberId"] = phone_id
     return _list("/call", **filters)
+
+
+def place_sandbox_call(*, number: str, duration_seconds: int, caller: str) -> dict:
+    """Ask the local Vapi double (sandbox/vapi.py, `make run`) to ring `number`: it sends our
+    webhook assistant-request, then the end-of-call-report. Real Vapi has no such endpoint."""
+    response = _request(
+        "POST",
+        "/sandbox/call",
+        json={"number": number, "durationSeconds": duration_seconds, "customerNumber": caller},
+        timeout=60,
+    )
+    return _json(response, "sandbox call")
