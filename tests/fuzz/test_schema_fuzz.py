@@ -79,7 +79,9 @@ def run_schemathesis(base_url: str, *headers: str) -> subprocess.CompletedProces
 @pytest.fixture
 def server(providers):
     """gunicorn (2 workers) on the test database, Twilio and Vapi served by the doubles."""
-    with gunicorn(test_process_env(**providers.env()), workers=2) as running:
+    # A webhook secret, so the Stripe webhook answers bad signatures (400), not "not configured".
+    env = test_process_env(**providers.env(), STRIPE_WEBHOOK_SECRET="whsec_fuzz")
+    with gunicorn(env, workers=2) as running:
         yield running
 
 
