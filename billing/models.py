@@ -4,7 +4,8 @@ Only billing/services.py writes these tables. The database holds the invariants
 (see migrations/0002_ledger_invariants.py and the `ledger_spending_not_below_zero` check):
 ledger rows immutable, a refund never exceeds what is left of the entry it reverses, at every
 commit the balance equals the sum of the org's ledger amounts, and only money that has already
-gone (ALWAYS_RECORDED_TYPES: a refund to the card, a chargeback) may take a balance below zero.
+gone (ALWAYS_RECORDED_TYPES: a refund to the card, a chargeback, a finished call) may take a
+balance below zero.
 
 Top-ups (Stripe Checkout), disputes and the webhook inbox are written by billing/topups.py.
 """
@@ -69,6 +70,7 @@ class EntryType(models.TextChoices):
     ADJUSTMENT = "adjustment", "Adjustment"
     CARD_REFUND = "card_refund", "Refund to card"
     CHARGEBACK = "chargeback", "Chargeback"
+    CALL_CHARGE = "call_charge", "Call"
 
 
 # What a clinic reads for money support moved by hand; support's own reason is kept apart as
@@ -80,10 +82,16 @@ SUPPORT_DESCRIPTIONS = {
 }
 
 CREDIT_TYPES = (EntryType.TOPUP, EntryType.BONUS, EntryType.REFUND)
-DEBIT_TYPES = (EntryType.PHONE_PROVISIONING, EntryType.CARD_REFUND, EntryType.CHARGEBACK)
+DEBIT_TYPES = (
+    EntryType.PHONE_PROVISIONING,
+    EntryType.CARD_REFUND,
+    EntryType.CHARGEBACK,
+    EntryType.CALL_CHARGE,
+)
 # Money that has already moved at the provider: always recorded, even below zero. Everything
 # else that takes money is a decision to spend, refused when it would leave the balance short.
-ALWAYS_RECORDED_TYPES = (EntryType.CARD_REFUND, EntryType.CHARGEBACK)
+# A finished call is one of these too: the gate before the call is where spending is refused.
+ALWAYS_RECORDED_TYPES = (EntryType.CARD_REFUND, EntryType.CHARGEBACK, EntryType.CALL_CHARGE)
 
 
 class LedgerEntry(models.Model):

@@ -459,3 +459,26 @@ def unfreeze_wallet(*, org: Organization | str) -> Wallet:
         wallet.frozen_reason = ""
         wallet.save(update_fields=["frozen_at", "frozen_reason", "updated_at"])
     return wallet
+
+
+# --- Calls (voice/ calls this from its webhook inbox and its reconciler) ------------------
+
+
+def call_charge_key(vapi_call_id: str) -> str:
+    return f"call:{vapi_call_id}"
+
+
+def charge_call(
+    *, org: Organization | str, vapi_call_id: str, amount_pence: int, description: str
+) -> Posting:
+    """Bill a finished call once, inside the caller's transaction: one `call_charge` entry keyed
+    by the Vapi call id, written even when it takes the balance below zero (the call has
+    happened; refusing is the job of the gate before it). A second charge for the same call is
+    a replay (`created` False); a different amount for it raises IdempotencyKeyReused."""
+    return record_money_gone(
+        org=org,
+        amount_pence=amount_pence,
+        type=EntryType.CALL_CHARGE,
+        idempotency_key=call_charge_key(vapi_call_id),
+        description=description,
+    )

@@ -22,8 +22,9 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing import services
+from billing import inbox, services
 from billing import stripe as payments
+from billing.inbox import Handled
 from billing.models import (
     TOPUP_STATUS_RANK,
     Dispute,
@@ -33,7 +34,6 @@ from billing.models import (
     TopUp,
     TopUpStatus,
     WebhookEvent,
-    WebhookOutcome,
     format_pence,
 )
 from billing.signals import topup_paid
@@ -291,12 +291,6 @@ def check_topup(topup: TopUp) -> TopUp:
 # --- The webhook ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Handled:
-    event_id: str
-    outcome: str  # processed | ignored | duplicate
-
-
 def handle_stripe_webhook(payload: bytes, signature: str | None) -> Handled:
     """Verify, store and apply one Stripe event: the inbox row and its effect commit together.
 
@@ -318,9 +312,7 @@ FETCH_FIRST = frozenset({"charge.refunded"})
 
 
 def _seen(event: dict) -> bool:
-    return WebhookEvent.objects.filter(
-        provider=WebhookEvent.Provider.STRIPE, event_id=event["id"]
-    ).exists()
+    return inbox.already_received(provider=WebhookEvent.Provider.STRIPE, event_id=event["id"])
 
 
 def _fetch_before(event: dict) -> object:
@@ -333,32 +325,13 @@ def _fetch_before(event: dict) -> object:
 
 
 def _process(event: dict, fetched: object) -> Handled:
-    now = timezone.now()
-    stored = False
-    try:
-        with transaction.atomic(durable=True):
-            # First the inbox row: a concurrent delivery of the same event waits here on the
-            # unique index until this transaction ends, then fails (a duplicate) or, if this
-            # one rolled back, goes ahead.
-            inbox = WebhookEvent.objects.create(
-                provider=WebhookEvent.Provider.STRIPE,
-                event_id=event["id"],
-                type=str(event["type"])[:100],
-                payload=event,
-                outcome=WebhookOutcome.PROCESSED,
-                received_at=now,
-                processed_at=now,
-            )
-            stored = True
-            note = _apply(event, fetched)
-            if note:
-                inbox.outcome, inbox.error = WebhookOutcome.IGNORED, note
-                inbox.save(update_fields=["outcome", "error", "updated_at"])
-    except IntegrityError:
-        if stored:
-            raise  # the effect failed: nothing is kept, Stripe retries
-        return Handled(event["id"], "duplicate")
-    return Handled(event["id"], inbox.outcome)
+    return inbox.receive(
+        provider=WebhookEvent.Provider.STRIPE,
+        event_id=event["id"],
+        type=event["type"],
+        payload=event,
+        apply=lambda: _apply(event, fetched),
+    )
 
 
 def _apply(event: dict, fetched: object) -> str:

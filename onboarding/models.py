@@ -219,7 +219,8 @@ class ManagedPhoneNumber(models.Model):
     phone_number = models.CharField(max_length=20)
     twilio_number_sid = models.CharField(max_length=64, unique=True)
     subaccount_sid = models.CharField(max_length=64)
-    vapi_phone_id = models.CharField(max_length=100)
+    # Indexed: every inbound call is routed by it (the assistant-request webhook).
+    vapi_phone_id = models.CharField(max_length=100, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -402,7 +402,8 @@ def _import(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSu
         phone_number=attempt.phone_number,
         twilio_account_sid=subaccount.account_sid,
         twilio_auth_token=subaccount.auth_token,
-        name=attempt.number_friendly_name,
+        name=f"vx-{attempt.id.hex}",  # Vapi's names are at most 40 characters
+        server=vapi.webhook_server(),  # no assistant: every inbound call asks our webhook
     )
     record_import(attempt, token, phone_id)
 

@@ -122,10 +122,17 @@ def start_telephony_sandbox(env: dict[str, str]) -> None:
     _keep_alive.extend([twilio, vapi])
     env.update(twilio.env())
     env.update(vapi.env())
+    # The double sends our webhook its X-Vapi-Secret; both sides read it from here.
+    env.setdefault("VAPI_WEBHOOK_SECRET", "sandbox-vapi-webhook-secret")
     log(
         f"telephony SANDBOX: no Twilio credentials, so Twilio ({twilio.url}) and Vapi "
         f"({vapi.url}) are local doubles; numbers are fake and nothing is bought or charged "
         "outside this machine. Set TWILIO_MASTER_ACCOUNT_SID/TOKEN and VAPI_PRIVATE_KEY for real ones."
+    )
+    log(
+        "sandbox calls: admin > Voice > Agents > action 'Place a 90-second sandbox call', or "
+        f"VAPI_BASE_URL={vapi.url} VAPI_PRIVATE_KEY={vapi.key} TELEPHONY_SANDBOX=1 "
+        "python manage.py sandbox_call '<clinic name>'"
     )
 
 

@@ -45,7 +45,11 @@ def auth_header(org: Organization) -> dict[str, str]:
 
 
 def make_agent(org: Organization, name: str = "Reception") -> Agent:
-    return Agent.objects.create(org=org, name=name, persona="friendly", voice="alloy")
+    """An agent row (no Vapi assistant); active unless the clinic already has its active one."""
+    active = not Agent.objects.filter(org=org, is_active=True).exists()
+    return Agent.objects.create(
+        org=org, name=name, persona="friendly", voice="alloy", is_active=active
+    )
 
 
 def make_call(org: Organization, agent: Agent | None = None, minutes_ago: int = 5) -> Call:
@@ -131,3 +135,31 @@ def make_abandoned_org(
         User.objects.filter(pk=org.owner_id).update(email_verified_at=timezone.now())
     make_event_at(org, "payment_viewed", timezone.now() - timedelta(hours=hours_ago))
     return org
+
+
+def make_line(org: Organization, *, vapi_phone_id: str, phone_number: str):
+    """The clinic's managed number as provisioning leaves it (its paid attempt included)."""
+    from onboarding.models import AttemptState, ManagedPhoneNumber, ProvisioningAttempt
+
+    fund(org, billing_services.PHONE_NUMBER_PRICE_PENCE)
+    hold = charge(org, billing_services.PHONE_NUMBER_PRICE_PENCE)
+    now = timezone.now()
+    attempt = ProvisioningAttempt.objects.create(
+        org=org,
+        state=AttemptState.SUCCEEDED,
+        idempotency_key=f"line-{next(_counter)}",
+        request_fingerprint="test",
+        hold=hold,
+        lease_expires_at=now,
+        finished_at=now,
+        phone_number=phone_number,
+        vapi_phone_id=vapi_phone_id,
+    )
+    return ManagedPhoneNumber.objects.create(
+        org=org,
+        attempt=attempt,
+        phone_number=phone_number,
+        twilio_number_sid=f"PN{next(_counter):032d}",
+        subaccount_sid="AC" + "1" * 32,
+        vapi_phone_id=vapi_phone_id,
+    )

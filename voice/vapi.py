@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import httpx
@@ -124,21 +126,42 @@ def _list(path: str, **filters: str) -> Iterator[dict]:
         params["createdAtLe"] = min(row["createdAt"] for row in rows)
 
 
+NAME_LIMIT = 40  # Vapi's limit on assistant and phone-number names
+WEBHOOK_PATH = "/api/voice/vapi/webhook"
+# The server messages our assistants ask for (Vapi sends no type that is not listed).
+SERVER_MESSAGES = ["end-of-call-report", "status-update"]
+
+
+def webhook_server() -> dict:
+    """Vapi's `server` object for our webhook: its URL and the X-Vapi-Secret header."""
+    server: dict = {"url": settings.APP_BASE_URL.rstrip("/") + WEBHOOK_PATH}
+    if settings.VAPI_WEBHOOK_SECRET:
+        server["headers"] = {"X-Vapi-Secret": settings.VAPI_WEBHOOK_SECRET}
+    return server
+
+
 def import_twilio_number(
-    *, phone_number: str, twilio_account_sid: str, twilio_auth_token: str, name: str
+    *,
+    phone_number: str,
+    twilio_account_sid: str,
+    twilio_auth_token: str,
+    name: str,
+    server: dict | None = None,
 ) -> str:
-    """Import a Twilio number into Vapi; returns Vapi's phone-number id."""
-    response = _request(
-        "POST",
-        "/phone-number",
-        json={
-            "provider": "twilio",
-            "number": phone_number,
-            "twilioAccountSid": twilio_account_sid,
-            "twilioAuthToken": twilio_auth_token,
-            "name": name,
-        },
-    )
+    """Import a Twilio number into Vapi with no assistant attached (so every inbound call
+    sends `assistant-request` to `server`); returns Vapi's phone-number id."""
+    if len(name) > NAME_LIMIT:
+        raise ValueError(f"Vapi phone-number names are at most {NAME_LIMIT} characters")
+    body = {
+        "provider": "twilio",
+        "number": phone_number,
+        "twilioAccountSid": twilio_account_sid,
+        "twilioAuthToken": twilio_auth_token,
+        "name": name,
+    }
+    if server is not None:
+        body["server"] = server
+    response = _request("POST", "/phone-number", json=body)
     body = _json(response, "import")
     try:
         return str(body["id"])
@@ -160,3 +183,102 @@ def delete_import(*, phone_id: str) -> None:
         _request("DELETE", f"/phone-number/{phone_id}")
     except VapiNotFound:
         logger.info("vapi phone number %s was already deleted", phone_id)
+
+
+def list_numbers() -> Iterator[dict]:
+    """Every phone number imported into Vapi (id, number, assistantId, server, ...)."""
+    return _list("/phone-number")
+
+
+def route_number_to_server(*, phone_id: str, server: dict) -> None:
+    """Point a number at our server with no assistant: every inbound call asks us first."""
+    _request(
+        "PATCH",
+        f"/phone-number/{phone_id}",
+        json={"assistantId": None, "squadId": None, "workflowId": None, "server": server},
+    )
+
+
+# --- Assistants ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssistantSpec:
+    """What our agent asks Vapi for. `name` is ours (`vx-<agent id hex>`), to find it again."""
+
+    name: str
+    first_message: str
+    instructions: str
+    voice: str
+    max_duration_seconds: int
+    metadata: dict
+
+    def body(self) -> dict:
+        if len(self.name) > NAME_LIMIT:
+            raise ValueError(f"Vapi assistant names are at most {NAME_LIMIT} characters")
+        return {
+            "name": self.name,
+            "firstMessage": self.first_message,
+            "model": {
+                "provider": "openai",
+                "model": "gpt-4o",
+                "messages": [{"role": "system", "content": self.instructions}],
+            },
+            "voice": {"provider": "openai", "voiceId": self.voice},
+            "server": webhook_server(),
+            "serverMessages": SERVER_MESSAGES,
+            "maxDurationSeconds": self.max_duration_seconds,
+            "metadata": self.metadata,
+        }
+
+
+def _assistant_id(body, what: str) -> str:
+    try:
+        return str(body["id"])
+    except (KeyError, TypeError):
+        raise VapiUnavailable(f"Vapi {what} answered without an id") from None
+
+
+def create_assistant(spec: AssistantSpec) -> str:
+    """Create an assistant; returns its Vapi id. A VapiOutcomeUnknown may still have
+    created it: look it up with `find_assistant(name=...)` before trying again."""
+    return _assistant_id(
+        _json(_request("POST", "/assistant", json=spec.body()), "create"), "create"
+    )
+
+
+def find_assistant(*, name: str) -> str | None:
+    """The Vapi id of the (oldest) assistant with this name, or None."""
+    found = None
+    for row in _list("/assistant", name=name):
+        if row.get("name") == name:
+            found = str(row["id"])  # newest first: the last match is the oldest
+    return found
+
+
+def update_assistant(*, assistant_id: str, spec: AssistantSpec) -> None:
+    _request("PATCH", f"/assistant/{assistant_id}", json=spec.body())
+
+
+# --- Calls ---------------------------------------------------------------------------------
+
+
+def list_calls(*, created_since: datetime, phone_id: str | None = None) -> Iterator[dict]:
+    """Every call Vapi created at or after `created_since` (newest first, all pages)."""
+    filters = {"createdAtGe": created_since.astimezone(UTC).isoformat(timespec="milliseconds")}
+    filters["createdAtGe"] = filters["createdAtGe"][:-6] + "Z"
+    if phone_id:
+        filters["phoneNumberId"] = phone_id
+    return _list("/call", **filters)
+
+
+def place_sandbox_call(*, number: str, duration_seconds: int, caller: str) -> dict:
+    """Ask the local Vapi double (sandbox/vapi.py, `make run`) to ring `number`: it sends our
+    webhook assistant-request, then the end-of-call-report. Real Vapi has no such endpoint."""
+    response = _request(
+        "POST",
+        "/sandbox/call",
+        json={"number": number, "durationSeconds": duration_seconds, "customerNumber": caller},
+        timeout=60,
+    )
+    return _json(response, "sandbox call")

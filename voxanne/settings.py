@@ -252,6 +252,8 @@ TWILIO_MASTER_AUTH_TOKEN = envstr("TWILIO_MASTER_AUTH_TOKEN")
 TWILIO_API_BASE_URL = envstr("TWILIO_API_BASE_URL", "https://api.twilio.com")
 VAPI_PRIVATE_KEY = envstr("VAPI_PRIVATE_KEY")
 VAPI_BASE_URL = envstr("VAPI_BASE_URL", "https://api.vapi.ai")
+# Vapi sends this in the X-Vapi-Secret header of every webhook; unset: every webhook is refused.
+VAPI_WEBHOOK_SECRET = envstr("VAPI_WEBHOOK_SECRET")
 PROVISION_COUNTRY = envstr("PROVISION_COUNTRY", "US")
 PROVIDER_TIMEOUT_SECONDS = envint("PROVIDER_TIMEOUT_SECONDS", 15)
 # An attempt whose driver has not reported for this long is the reconciler's to finish or undo
@@ -271,6 +273,28 @@ TOPUP_SUCCESS_URL = envstr("TOPUP_SUCCESS_URL", f"{APP_BASE_URL}/billing/topup/{
 TOPUP_CANCEL_URL = envstr(
     "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
 )
+
+# --- Payments (Stripe Checkout top-ups) ---------------------------------------------------
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
+# A comma list: during a secret rotation both the old and the new secret verify.
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
+WALLET_MIN_TOPUP_PENCE = envint("WALLET_MIN_TOPUP_PENCE", 2500)
+WALLET_MAX_TOPUP_PENCE = envint("WALLET_MAX_TOPUP_PENCE", 100000)
+# Where Stripe sends the clinic back. `{TOPUP_ID}` is replaced by the top-up's id (and Stripe
+# replaces `{CHECKOUT_SESSION_ID}`). The default is this server's own return page.
+TOPUP_SUCCESS_URL = envstr("TOPUP_SUCCESS_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}")
+TOPUP_CANCEL_URL = envstr(
+    "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
+)
+
+# --- Calls: what a minute costs, how far a call that started funded may run into debt, and
+# the longest call we let Vapi hold.
+CALL_RATE_PENCE_PER_MINUTE = envint("CALL_RATE_PENCE_PER_MINUTE", 56)
+DEBT_LIMIT_PENCE = envint("DEBT_LIMIT_PENCE", 500)
+MAX_CALL_SECONDS = envint("MAX_CALL_SECONDS", 600)
+# How far back each reconcile_calls pass lists Vapi's calls.
+RECONCILE_CALLS_LOOKBACK_HOURS = envint("RECONCILE_CALLS_LOOKBACK_HOURS", 24)
 
 # --- Production hardening ------------------------------------------------------------------
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
