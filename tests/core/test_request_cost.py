@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import auth_header, make_call, make_org
-from voxanne.models import Call
+from voice.models import Call
 from voxanne.tenancy import deny_context
 
 pytestmark = pytest.mark.django_db(transaction=True)
