@@ -404,10 +404,17 @@ def record_topup(
 
 
 def record_money_gone(
-    *, org: Organization | str, amount_pence: int, type: str, idempotency_key: str, description: str
+    *,
+    org: Organization | str,
+    amount_pence: int,
+    type: str,
+    idempotency_key: str,
+    description: str,
+    created_by: User | None = None,
 ) -> Posting:
-    """Debit money that has already left at the provider (a refund to the card, a chargeback),
-    inside the caller's transaction. Always written, even when the balance goes below zero."""
+    """Debit money that has left (or, for support's refund to the card, is about to leave) at
+    the provider: a refund to the card, a chargeback. Inside the caller's transaction. Always
+    written, even when the balance goes below zero."""
     if not connection.in_atomic_block:
         raise RuntimeError("record_money_gone() joins the caller's transaction")
     if type not in ALWAYS_RECORDED_TYPES:
@@ -419,6 +426,7 @@ def record_money_gone(
         type=type,
         idempotency_key=idempotency_key,
         description=description,
+        created_by=created_by,
     )
 
 
@@ -445,3 +453,19 @@ def unfreeze_wallet(*, org: Organization | str) -> Wallet:
         wallet.frozen_reason = ""
         wallet.save(update_fields=["frozen_at", "frozen_reason", "updated_at"])
     return wallet
+
+
+def unfreeze_by_support(*, org: Organization | str, reason: str) -> str | None:
+    """Support allows spending from a frozen wallet again, in its own transaction.
+
+    Returns the reason the wallet had been frozen for, or None when it was not frozen (nothing
+    changed). A dispute still open stays open: if it is lost, the wallet is frozen again.
+    Raises ValueError without a reason (the admin form requires one).
+    """
+    if not reason or not reason.strip():
+        raise ValueError("unfreezing a wallet needs a reason")
+    with transaction.atomic(durable=True):
+        wallet = lock_wallet(org)
+        lifted = wallet.frozen_reason if wallet.frozen_at is not None else None
+        unfreeze_wallet(org=org)
+    return lifted

@@ -11,7 +11,7 @@ import pytest
 from billing import services
 from billing.models import Dispute, TopUp, Wallet, WebhookEvent
 from onboarding.models import OnboardingEvent
-from onboarding.services import viewed_payment_but_not_paid
+from onboarding.services import payment_abandonment
 from tests.billing.conftest import (
     assert_books_balance,
     balance,
@@ -51,7 +51,8 @@ def test_a_paid_checkout_credits_amount_total_once_and_records_payment_success(a
     )
     [event] = OnboardingEvent.objects.filter(org=org, event_name="payment_success")
     assert event.metadata == {"source": "stripe", "topup_id": str(topup.pk)}
-    assert not viewed_payment_but_not_paid(Organization.objects.filter(pk=org.pk)).exists()
+    orgs = payment_abandonment(Organization.objects.filter(pk=org.pk))
+    assert not orgs.filter(viewed_payment_but_not_paid=True).exists()
 
 
 def test_three_deliveries_of_one_event_credit_once(api, stripe_double):
@@ -272,22 +273,23 @@ def charge_hold(org):
 
     with transaction.atomic():
         return services.hold_for_provisioning(
-            org=org, idempotency_key=f"hold-{time.monotonic_ns()}", description="Phone number"
+            wallet=services.lock_wallet(org),
+            idempotency_key=f"hold-{time.monotonic_ns()}",
+            description="Phone number",
         )
 
 
 def test_a_refund_our_admin_already_debited_is_not_debited_again(api, stripe_double):
-    from billing import stripe as payments
-    from billing.topups import REFUND_DEBITED_AS
+    import uuid
+
+    from billing.models import EntryType, LedgerEntry
+    from billing.topups import refund_topup_to_card
 
     topup = paid_topup(api, stripe_double, 5000)
     stripe_double.hold()  # delivered from this thread, which sees the test's transaction
-    payments.create_refund(
-        payment_intent_id=topup.payment_intent_id,
-        amount_pence=1000,
-        idempotency_key="admin-refund-1",
-        metadata={REFUND_DEBITED_AS: "admin-refund:1"},
-    )
+    result = refund_topup_to_card(topup=topup, amount_pence=1000, reason="x", nonce=uuid.uuid4())
+    assert result.refund is not None
     assert stripe_double.release() == [200]
-    assert balance(topup.org) == 5000  # the admin's own debit is the only one (not here)
+    assert balance(topup.org) == 4000  # the admin's own debit is the only one
+    assert LedgerEntry.objects.filter(type=EntryType.CARD_REFUND).count() == 1
     assert TopUp.objects.get(pk=topup.pk).refunded_pence == 1000
