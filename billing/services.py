@@ -313,10 +313,16 @@ def refund(
 ) -> Posting:
     """Give back part or all (the default) of a debit in its own transaction.
 
-    Raises RefundRefused without a reason, for a credit, or beyond what is left of the debit.
+    Raises RefundRefused without a reason, for a credit, for money that left to the card (a
+    refund to the card, a chargeback: giving it back to the wallet would pay twice), or beyond
+    what is left of the debit.
     """
     if not reason or not reason.strip():
         raise RefundRefused("A refund needs a reason.")
+    if entry.type in ALWAYS_RECORDED_TYPES:
+        raise RefundRefused(
+            "This money went back to the card: it cannot be refunded to the wallet."
+        )
     if amount_pence is not None:
         _require_positive(amount_pence)
     with transaction.atomic(durable=True):
@@ -378,6 +384,23 @@ def release_hold(*, hold: LedgerEntry, reason: str) -> Posting | None:
 
 
 # --- Money from and back to Stripe (billing/topups.py calls these) ------------------------
+
+
+def reverse_card_refund(*, debit: LedgerEntry, reason: str, created_by: User | None) -> Posting:
+    """Undo, in its own transaction, support's refund-to-card debit that Stripe refused (no
+    money left): a `refund` entry for all of it, keyed `card-refund-reversal:<debit id>`, so it
+    happens at most once."""
+    if debit.type != EntryType.CARD_REFUND:
+        raise ValueError("only a refund-to-card debit is reversed")
+    with transaction.atomic(durable=True):
+        return _refund(
+            lock_wallet(debit.org_id),
+            entry=debit,
+            amount_pence=None,
+            reason=reason,
+            idempotency_key=f"card-refund-reversal:{debit.pk}",
+            created_by=created_by,
+        )
 
 
 def refuse_spending_on_hold(wallet: Wallet) -> None:

@@ -600,10 +600,9 @@ def refund_topup_to_card(
         )
         return CardRefund(debit, posting.created, None, None, exc.detail)
     except payments.PaymentProviderError as exc:  # refused: nothing left the account
-        reversal = services.refund(
-            entry=debit,
+        reversal = services.reverse_card_refund(
+            debit=debit,
             reason=f"Stripe refused the refund to card: {exc.detail}"[:500],
-            idempotency_key=f"card-refund-reversal:{debit.pk}",
             created_by=created_by,
         ).entry
         logger.warning(

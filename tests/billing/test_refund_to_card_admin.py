@@ -237,3 +237,21 @@ def test_unfreezing_needs_a_reason_and_the_permission(frozen_org):
     assert Wallet.objects.get(org=frozen_org).frozen_at is not None
     with pytest.raises(services.WalletOnHold):
         services.refuse_spending_on_hold(Wallet.objects.get(org=frozen_org))
+
+
+def test_money_refunded_to_the_card_cannot_also_be_refunded_to_the_wallet(
+    stripe_double, spent_topup
+):
+    org = spent_topup.org
+    support = (*CARD_REFUNDER, "billing.view_ledgerentry", "billing.issue_refund")
+    client = client_for(make_support_user(permissions=support))
+    client.post(refund_page(spent_topup), card_refund_form(client, spent_topup, amount="10.00"))
+    [debit] = card_refunds(org)
+    page = client.get(f"/admin/billing/ledgerentry/{debit.pk}/change/").content.decode()
+    assert "Issue refund" not in page
+    wallet_refund = f"/admin/billing/ledgerentry/{debit.pk}/refund/"
+    form = {**rendered_form(client, wallet_refund), "reason": "oops", "confirm": "on"}
+    response = client.post(wallet_refund, form)
+    assert "cannot be refunded to the wallet" in response.content.decode()
+    assert not LedgerEntry.objects.filter(org=org, type=EntryType.REFUND).exists()
+    assert balance(org) == 3000
