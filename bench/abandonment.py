@@ -231,6 +231,7 @@ def per_org_pass() -> float:
 
     from abandonment.emails import subject_for
     from abandonment.services import THRESHOLDS
+    from billing.models import LedgerEntry
     from onboarding.models import OnboardingEvent
     from voxanne.models import Organization
 
@@ -240,7 +241,7 @@ def per_org_pass() -> float:
     viewed = OnboardingEvent.objects.filter(event_name="payment_viewed")
     for org_id in viewed.values_list("org_id", flat=True).distinct():
         first = viewed.filter(org_id=org_id).order_by("created_at").first()
-        if OnboardingEvent.objects.filter(org_id=org_id, event_name="payment_success").exists():
+        if LedgerEntry.objects.filter(org_id=org_id, type="topup").exists():  # paid
             continue
         org = Organization.objects.select_related("owner").get(pk=org_id)
         elapsed = now - first.created_at

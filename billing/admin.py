@@ -1,7 +1,8 @@
-"""Support's wallet screens: the clinic's balance and ledger, refunds and manual credit.
+"""Support's wallet screens: the clinic's balance and ledger, refunds, manual credit, refunds
+of top-ups to the card, and unfreezing a wallet on hold.
 
-Ledger entries and wallets are view-only here. Money moves only through the two custom views,
-each shaped like Django's UserAdmin.user_change_password: permission check, form, one service
+Ledger entries, wallets and top-ups are view-only here. Money moves only through the custom
+views, each shaped like Django's UserAdmin.user_change_password: permission check, form, one service
 call, a `log_change` entry on the clinic, a message, a redirect.
 """
 
@@ -21,11 +22,13 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_protect
 
-from billing import services
-from billing.forms import CreditForm, RefundForm, pounds
+from billing import services, topups
+from billing.forms import CardRefundForm, CreditForm, RefundForm, UnfreezeForm, pounds
 from billing.models import (
+    ALWAYS_RECORDED_TYPES,
     SUPPORT_DESCRIPTIONS,
     Dispute,
+    DisputeStatus,
     EntryType,
     LedgerEntry,
     TopUp,
@@ -38,6 +41,8 @@ from voxanne.errors import IdempotencyKeyReused
 
 REFUND_PERMISSION = "billing.issue_refund"
 CREDIT_PERMISSION = "billing.add_credit"
+CARD_REFUND_PERMISSION = "billing.refund_to_card"
+UNFREEZE_PERMISSION = "billing.unfreeze_wallet"
 INLINE_ENTRIES = 50  # newest entries shown on the clinic page; the rest are one link away
 
 csrf_protect_m = method_decorator(csrf_protect)
@@ -57,13 +62,19 @@ def _with_refunded(queryset):
 
 
 def _refund_link(entry: LedgerEntry) -> str:
-    if entry.amount_pence >= 0:
-        return ""
+    if entry.amount_pence >= 0 or entry.type in ALWAYS_RECORDED_TYPES:
+        return ""  # a credit, or money that went back to the card: nothing to give back
     left = -entry.amount_pence - getattr(entry, "refunded_pence", 0)
     if left <= 0:
         return "Refunded in full"
     url = reverse("admin:billing_ledgerentry_refund", args=[entry.pk])
     return format_html('<a class="button" href="{}">Issue refund</a>', url)
+
+
+def _hold_summary(wallet: Wallet) -> str:
+    if wallet.frozen_at is None:
+        return "No"
+    return f"Frozen since {wallet.frozen_at:%d %b %Y %H:%M}: {wallet.frozen_reason}"
 
 
 def _org_url(org_id) -> str:
@@ -96,9 +107,11 @@ class WalletInline(ReadOnlyAdminMixin, admin.StackedInline):
     max_num = 1
 
     def get_fields(self, request, obj=None):
-        fields = ["balance", "ledger"]
+        fields = ["balance", "on_hold", "ledger"]
         if request.user.has_perm(CREDIT_PERMISSION):
             fields.append("add_credit")
+        if request.user.has_perm(UNFREEZE_PERMISSION):
+            fields.append("unfreeze")
         return fields
 
     def get_readonly_fields(self, request, obj=None):
@@ -107,6 +120,17 @@ class WalletInline(ReadOnlyAdminMixin, admin.StackedInline):
     @admin.display(description="balance")
     def balance(self, wallet: Wallet) -> str:
         return wallet.balance_formatted
+
+    @admin.display(description="on hold")
+    def on_hold(self, wallet: Wallet) -> str:
+        return _hold_summary(wallet)
+
+    @admin.display(description="unfreeze")
+    def unfreeze(self, wallet: Wallet) -> str:
+        if wallet.frozen_at is None:
+            return "-"
+        url = reverse("admin:billing_wallet_unfreeze", args=[wallet.pk])
+        return format_html('<a class="button" href="{}">Unfreeze</a>', url)
 
     @admin.display(description="ledger")
     def ledger(self, wallet: Wallet) -> str:
@@ -334,6 +358,11 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.add_credit_view),
                 name="billing_wallet_credit",
             ),
+            path(
+                "<path:object_id>/unfreeze/",
+                self.admin_site.admin_view(self.unfreeze_view),
+                name="billing_wallet_unfreeze",
+            ),
             *super().get_urls(),
         ]
 
@@ -341,7 +370,55 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         if request.user.has_perm(CREDIT_PERMISSION):
             extra_context["credit_url"] = reverse("admin:billing_wallet_credit", args=[object_id])
+        wallet = self.get_object(request, unquote(object_id))
+        if wallet is not None and wallet.frozen_at and request.user.has_perm(UNFREEZE_PERMISSION):
+            extra_context["unfreeze_url"] = reverse(
+                "admin:billing_wallet_unfreeze", args=[object_id]
+            )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    @csrf_protect_m
+    def unfreeze_view(self, request, object_id):
+        if not request.user.has_perm(UNFREEZE_PERMISSION):
+            raise PermissionDenied
+        wallet = self.get_object(request, unquote(object_id))
+        if wallet is None:
+            raise Http404("No wallet with this id.")
+        if request.method == "POST":
+            form = UnfreezeForm(request.POST)
+            if form.is_valid():
+                reason = form.cleaned_data["reason"]
+                lifted = services.unfreeze_by_support(org=wallet.org_id, reason=reason)
+                if lifted is None:
+                    messages.warning(request, "This wallet was not frozen. Nothing changed.")
+                else:
+                    change = f"Unfroze the wallet (frozen for: {lifted}). Reason: {reason}"
+                    self.log_change(request, wallet.org, change)
+                    messages.success(request, change)
+                return HttpResponseRedirect(_org_url(wallet.org_id))
+        else:
+            form = UnfreezeForm()
+        open_disputes = Dispute.objects.filter(
+            org_id=wallet.org_id, status=DisputeStatus.OPEN
+        ).count()
+        summary = f"{wallet.org}: balance {wallet.balance_formatted}. " + (
+            f"Frozen since {wallet.frozen_at:%d %b %Y %H:%M}: {wallet.frozen_reason}"
+            if wallet.frozen_at
+            else "Not frozen."
+        )
+        if open_disputes:
+            summary += (
+                f" {open_disputes} payment dispute(s) still open: if one is lost, the wallet "
+                "is frozen again."
+            )
+        return self.render_money_form(
+            request,
+            form=form,
+            original=wallet,
+            title="Unfreeze wallet",
+            summary=summary,
+            submit_label="Unfreeze",
+        )
 
     @csrf_protect_m
     def add_credit_view(self, request, object_id):
@@ -407,7 +484,7 @@ add_organization_inline(LedgerEntryInline)
 
 
 @admin.register(TopUp)
-class TopUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class TopUpAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
     list_display = ["org", "amount", "status", "refunded", "stripe_session_id", "created_at"]
     list_filter = ["status"]
     search_fields = [
@@ -419,6 +496,122 @@ class TopUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     list_select_related = ["org"]
     readonly_fields = [f.name for f in TopUp._meta.fields]
+    change_form_template = "admin/billing/topup/change_form.html"
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/refund-to-card/",
+                self.admin_site.admin_view(self.refund_to_card_view),
+                name="billing_topup_refund_to_card",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        topup = self.get_object(request, unquote(object_id))
+        if (
+            topup is not None
+            and topup.status in topups.REFUNDABLE_STATUSES
+            and request.user.has_perm(CARD_REFUND_PERMISSION)
+        ):
+            extra_context["refund_to_card_url"] = reverse(
+                "admin:billing_topup_refund_to_card", args=[topup.pk]
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @csrf_protect_m
+    def refund_to_card_view(self, request, object_id):
+        if not request.user.has_perm(CARD_REFUND_PERMISSION):
+            raise PermissionDenied
+        topup = self.get_object(request, unquote(object_id))
+        if topup is None:
+            raise Http404("No top-up with this id.")
+        if request.method == "POST":
+            form = CardRefundForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                try:
+                    result = topups.refund_topup_to_card(
+                        topup=topup,
+                        amount_pence=data["amount"],
+                        reason=data["reason"],
+                        nonce=data["nonce"],
+                        created_by=request.user,
+                    )
+                except IdempotencyKeyReused:
+                    form.add_error(
+                        None,
+                        "This form was already submitted with a different amount. "
+                        "Reload the refund page to issue another refund.",
+                    )
+                except topups.CardRefundRefused as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    response = self._card_refund_outcome(request, topup, form, result)
+                    if response is not None:
+                        return response
+        else:
+            initial = {"amount": pounds(self._unspent(topup)), "nonce": uuid.uuid4()}
+            form = CardRefundForm(initial=initial)
+        paid = format_pence(topup.paid_pence or topup.amount_pence)
+        return self.render_money_form(
+            request,
+            form=form,
+            original=topup,
+            title="Refund top-up to the card",
+            summary=(
+                f"{topup.org}: top-up of {paid} ({topup.get_status_display()}), "
+                f"{format_pence(topup.refunded_pence)} refunded at Stripe so far, "
+                f"{format_pence(self._unspent(topup))} unspent (what is left of it after "
+                "refunds, and no more than the wallet holds)."
+            ),
+            submit_label="Refund to card",
+        )
+
+    @staticmethod
+    def _unspent(topup: TopUp) -> int:
+        return topups.unspent_pence(topup, services.wallet_for(topup.org_id).balance_pence)
+
+    def _card_refund_outcome(self, request, topup, form, result):
+        """The message for what happened; None to show the form again (Stripe did not answer)."""
+        amount = format_pence(-result.debit.amount_pence)
+        if result.reversal is not None:
+            if result.created:
+                self.log_change(
+                    request,
+                    topup.org,
+                    f"Refund to card of {amount} (top-up {topup.pk}) refused by Stripe and "
+                    f"reversed (entries {result.debit.pk}, {result.reversal.pk}).",
+                )
+            messages.error(
+                request,
+                f"Stripe refused the refund of {amount}: {result.problem}. The wallet was "
+                "debited and credited back; nothing left the account.",
+            )
+            return HttpResponseRedirect(_org_url(topup.org_id))
+        if result.refund is None:
+            form.add_error(
+                None,
+                f"Stripe did not answer ({result.problem}). The wallet has been debited "
+                f"{amount}: submit this same form again to finish the refund.",
+            )
+            return None
+        if result.created:
+            change = (
+                f"Refunded {amount} of top-up {topup.pk} to the card (Stripe {result.refund.id}, "
+                f"entry {result.debit.pk}). Reason: {form.cleaned_data['reason']}"
+            )
+            self.log_change(request, topup.org, change)
+            messages.success(request, change)
+        else:
+            messages.warning(
+                request,
+                f"This refund of {amount} to the card was already issued (the form was "
+                "submitted twice). Nothing more was refunded.",
+            )
+        return HttpResponseRedirect(_org_url(topup.org_id))
 
     @admin.display(description="amount", ordering="amount_pence")
     def amount(self, topup: TopUp) -> str:

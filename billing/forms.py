@@ -92,3 +92,24 @@ class CreditForm(MoneyForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["confirm"].label = "I confirm this credit"
+
+
+class CardRefundForm(RefundForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["confirm"].label = "I confirm this refund to the card"
+
+
+class UnfreezeForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why spending is allowed again. Kept in the clinic's history.",
+    )
+    confirm = forms.BooleanField(required=True, label="I confirm spending is allowed again")
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise ValidationError("Give a reason.")
+        return reason

@@ -52,6 +52,7 @@ class Wallet(models.Model):
         permissions = [
             ("issue_refund", "Can refund a wallet debit"),
             ("add_credit", "Can add credit to a wallet"),
+            ("unfreeze_wallet", "Can unfreeze a wallet on hold"),
         ]
 
     def __str__(self) -> str:
@@ -232,6 +233,7 @@ class TopUp(models.Model):
         db_table = "billing_topup"
         verbose_name = "top-up"
         ordering = ["-created_at"]
+        permissions = [("refund_to_card", "Can refund a top-up to the card")]
         constraints = [
             models.UniqueConstraint(
                 fields=["org", "idempotency_key"],

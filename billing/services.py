@@ -326,10 +326,16 @@ def refund(
     """Give back part or all (the default) of a debit in its own transaction.
 
     `reason` is what the clinic reads; `internal_note` is for staff only. Raises RefundRefused
-    without a reason, for a credit, or beyond what is left of the debit.
+    without a reason, for a credit, for money that left to the card (a refund to the card, a
+    chargeback: giving it back to the wallet would pay twice), or beyond what is left of the
+    debit.
     """
     if not reason or not reason.strip():
         raise RefundRefused("A refund needs a reason.")
+    if entry.type in ALWAYS_RECORDED_TYPES:
+        raise RefundRefused(
+            "This money went back to the card: it cannot be refunded to the wallet."
+        )
     if amount_pence is not None:
         _require_positive(amount_pence)
     with transaction.atomic(durable=True):
@@ -394,6 +400,23 @@ def release_hold(*, hold: LedgerEntry, reason: str) -> Posting | None:
 # --- Money from and back to Stripe (billing/topups.py calls these) ------------------------
 
 
+def reverse_card_refund(*, debit: LedgerEntry, reason: str, created_by: User | None) -> Posting:
+    """Undo, in its own transaction, support's refund-to-card debit that Stripe refused (no
+    money left): a `refund` entry for all of it, keyed `card-refund-reversal:<debit id>`, so it
+    happens at most once."""
+    if debit.type != EntryType.CARD_REFUND:
+        raise ValueError("only a refund-to-card debit is reversed")
+    with transaction.atomic(durable=True):
+        return _refund(
+            lock_wallet(debit.org_id),
+            entry=debit,
+            amount_pence=None,
+            reason=reason,
+            idempotency_key=f"card-refund-reversal:{debit.pk}",
+            created_by=created_by,
+        )
+
+
 def refuse_spending_on_hold(wallet: Wallet) -> None:
     """Raise WalletOnHold if the (locked) wallet is frozen: a decision to spend is refused."""
     if wallet.frozen_at is not None:
@@ -418,10 +441,17 @@ def record_topup(
 
 
 def record_money_gone(
-    *, org: Organization | str, amount_pence: int, type: str, idempotency_key: str, description: str
+    *,
+    org: Organization | str,
+    amount_pence: int,
+    type: str,
+    idempotency_key: str,
+    description: str,
+    created_by: User | None = None,
 ) -> Posting:
-    """Debit money that has already left at the provider (a refund to the card, a chargeback),
-    inside the caller's transaction. Always written, even when the balance goes below zero."""
+    """Debit money that has left (or, for support's refund to the card, is about to leave) at
+    the provider: a refund to the card, a chargeback. Inside the caller's transaction. Always
+    written, even when the balance goes below zero."""
     if not connection.in_atomic_block:
         raise RuntimeError("record_money_gone() joins the caller's transaction")
     if type not in ALWAYS_RECORDED_TYPES:
@@ -433,6 +463,7 @@ def record_money_gone(
         type=type,
         idempotency_key=idempotency_key,
         description=description,
+        created_by=created_by,
     )
 
 
@@ -459,6 +490,22 @@ def unfreeze_wallet(*, org: Organization | str) -> Wallet:
         wallet.frozen_reason = ""
         wallet.save(update_fields=["frozen_at", "frozen_reason", "updated_at"])
     return wallet
+
+
+def unfreeze_by_support(*, org: Organization | str, reason: str) -> str | None:
+    """Support allows spending from a frozen wallet again, in its own transaction.
+
+    Returns the reason the wallet had been frozen for, or None when it was not frozen (nothing
+    changed). A dispute still open stays open: if it is lost, the wallet is frozen again.
+    Raises ValueError without a reason (the admin form requires one).
+    """
+    if not reason or not reason.strip():
+        raise ValueError("unfreezing a wallet needs a reason")
+    with transaction.atomic(durable=True):
+        wallet = lock_wallet(org)
+        lifted = wallet.frozen_reason if wallet.frozen_at is not None else None
+        unfreeze_wallet(org=org)
+    return lifted
 
 
 # --- Calls (voice/ calls this from its webhook inbox and its reconciler) ------------------

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -38,7 +38,7 @@ from billing.models import (
 )
 from billing.signals import topup_paid
 from voxanne.errors import ApiError, ServiceUnavailable
-from voxanne.models import Organization
+from voxanne.models import Organization, User
 from voxanne.tenancy import system_context
 
 logger = logging.getLogger(__name__)
@@ -383,7 +383,7 @@ def _apply_refunds(charge: dict, refunds: list[payments.Refund]) -> str:
         return f"no top-up for charge {charge.get('id')}"
     gone = [r for r in refunds if r.status in ("succeeded", "pending")]
     for refund in gone:
-        if refund.metadata.get(REFUND_DEBITED_AS):
+        if _debited_by_support(topup.org_id, refund.metadata.get(REFUND_DEBITED_AS)):
             continue  # made by our own admin, which wrote its debit before asking Stripe
         services.record_money_gone(
             org=topup.org_id,
@@ -400,6 +400,17 @@ def _apply_refunds(charge: dict, refunds: list[payments.Refund]) -> str:
         _advance(topup, TopUpStatus.REFUNDED if full else TopUpStatus.PARTIALLY_REFUNDED)
     topup.save(update_fields=["charge_id", "refunded_pence", "status", "updated_at"])
     return ""
+
+
+def _debited_by_support(org_id, debit_key: str | None) -> bool:
+    """Whether a refund's metadata names a debit of this org that still stands. Metadata can
+    be typed in Stripe's dashboard, and a debit we reversed (Stripe refused, we thought) no
+    longer pays for the refund: then the refund is debited as any other."""
+    if not debit_key:
+        return False
+    return LedgerEntry.objects.filter(
+        org_id=org_id, idempotency_key=debit_key, type=EntryType.CARD_REFUND, reversals__isnull=True
+    ).exists()
 
 
 def _open_dispute(obj: dict) -> str:
@@ -462,6 +473,137 @@ def _close_dispute(obj: dict) -> str:
     if not still_open:
         services.unfreeze_wallet(org=topup.org_id)
     return ""
+
+
+# --- Support's refund to the card ----------------------------------------------------------
+
+REFUNDABLE_STATUSES = (TopUpStatus.PAID, TopUpStatus.PARTIALLY_REFUNDED)
+
+
+class CardRefundRefused(ApiError):
+    default_message = "This top-up cannot be refunded to the card."
+    code = "card_refund_refused"
+
+
+def card_refund_key(topup_id: uuid.UUID | str, nonce: uuid.UUID | str) -> str:
+    return f"card-refund:{topup_id}:{nonce}"
+
+
+def _support_refunded(topup: TopUp) -> int:
+    """Pence our admin has debited for refunds to this top-up's card, less reversed debits."""
+    prefix = card_refund_key(topup.pk, "")
+    entries = LedgerEntry.objects.filter(org_id=topup.org_id)
+    debited = entries.filter(idempotency_key__startswith=prefix, type=EntryType.CARD_REFUND)
+    reversed_ = entries.filter(reverses__in=debited.values("pk"))
+    total = debited.aggregate(t=Sum("amount_pence"))["t"] or 0
+    return -total - (reversed_.aggregate(t=Sum("amount_pence"))["t"] or 0)
+
+
+def unspent_pence(topup: TopUp, balance_pence: int) -> int:
+    """What of a top-up may go back to the card: what Stripe took, less what was refunded
+    already (the larger of Stripe's count, `refunded_pence`, and our own standing refund
+    debits, which Stripe's count may not show yet), and never more than the wallet holds."""
+    if topup.status not in REFUNDABLE_STATUSES:
+        return 0
+    paid = topup.paid_pence or topup.amount_pence
+    refunded = max(topup.refunded_pence, _support_refunded(topup))
+    return max(0, min(paid - refunded, balance_pence))
+
+
+@dataclass(frozen=True)
+class CardRefund:
+    debit: LedgerEntry
+    created: bool  # this call wrote the debit (False: the same form submitted again)
+    refund: payments.Refund | None  # Stripe's refund, None when it refused or did not answer
+    reversal: LedgerEntry | None = None  # the credit that undid the debit when Stripe refused
+    problem: str = ""  # Stripe's words when it refused or did not answer (for support)
+
+
+def refund_topup_to_card(
+    *,
+    topup: TopUp,
+    amount_pence: int,
+    reason: str,
+    nonce: uuid.UUID | str,
+    created_by: User | None = None,
+) -> CardRefund:
+    """Give `amount_pence` of a paid top-up back to the card it came from.
+
+    Debit first (its own transaction, key `card-refund:<top-up>:<nonce>`), then, outside any
+    transaction, the Stripe refund with the Idempotency-Key `card-refund:<debit id>` and
+    metadata naming the debit (so the charge.refunded that follows debits nothing more). If
+    Stripe refuses, the debit is reversed by a refund entry keyed `card-refund-reversal:<debit
+    id>`. If Stripe does not answer, the debit stands: the same call again (same nonce) asks
+    Stripe again with the same key. The same nonce never refunds twice.
+
+    Raises CardRefundRefused (nothing written) for a top-up not paid, with a dispute open,
+    without a reason, or for more than `unspent_pence`.
+    """
+    _require_reason(reason)
+    key = card_refund_key(topup.pk, nonce)
+    with transaction.atomic(durable=True):
+        wallet = services.lock_wallet(topup.org_id)
+        locked = TopUp.objects.select_for_update().get(pk=topup.pk)
+        debit = LedgerEntry.objects.filter(org_id=locked.org_id, idempotency_key=key).first()
+        if debit is None:
+            _check_refundable(locked, amount_pence, wallet.balance_pence)
+        posting = services.record_money_gone(
+            org=locked.org_id,
+            amount_pence=amount_pence,
+            type=EntryType.CARD_REFUND,
+            idempotency_key=key,
+            description=f"Refund to card of top-up {locked.pk}: {reason.strip()}"[:500],
+            created_by=created_by,
+        )
+        debit = posting.entry
+        reversal = debit.reversals.first()
+    if reversal is not None:  # this form's refund was refused already: never ask again
+        return CardRefund(debit, posting.created, None, reversal, "refused earlier")
+    try:
+        refund = payments.create_refund(
+            payment_intent_id=locked.payment_intent_id,
+            amount_pence=-debit.amount_pence,
+            idempotency_key=f"card-refund:{debit.pk}",
+            metadata={REFUND_DEBITED_AS: key, "topup_id": str(locked.pk)},
+        )
+    except payments.PaymentProviderUnavailable as exc:
+        logger.error(
+            "stripe did not answer a refund to card: the debit stands until it is retried",
+            extra={"topup": str(locked.pk), "debit": str(debit.pk), "detail": exc.detail},
+        )
+        return CardRefund(debit, posting.created, None, None, exc.detail)
+    except payments.PaymentProviderError as exc:  # refused: nothing left the account
+        reversal = services.reverse_card_refund(
+            debit=debit,
+            reason=f"Stripe refused the refund to card: {exc.detail}"[:500],
+            created_by=created_by,
+        ).entry
+        logger.warning(
+            "stripe refused a refund to card: the debit is reversed",
+            extra={"topup": str(locked.pk), "debit": str(debit.pk), "detail": exc.detail},
+        )
+        return CardRefund(debit, posting.created, None, reversal, exc.detail)
+    return CardRefund(debit, posting.created, refund)
+
+
+def _require_reason(reason: str) -> None:
+    if not reason or not reason.strip():
+        raise CardRefundRefused("A refund to the card needs a reason.")
+
+
+def _check_refundable(topup: TopUp, amount_pence: int, balance_pence: int) -> None:
+    if topup.status not in REFUNDABLE_STATUSES or not topup.payment_intent_id:
+        raise CardRefundRefused("Only a paid top-up can be refunded to the card.")
+    if topup.disputes.filter(status=DisputeStatus.OPEN).exists():
+        raise CardRefundRefused(
+            "This payment is disputed: the card holder's bank decides, do not refund it."
+        )
+    unspent = unspent_pence(topup, balance_pence)
+    if amount_pence > unspent:
+        raise CardRefundRefused(
+            f"At most {format_pence(unspent)} of this top-up can go back to the card "
+            "(what is left of it, and no more than the wallet holds)."
+        )
 
 
 # --- Receipts ------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from typing import Any
 from django.db import Error, connection, transaction
 from django.db.models import (
     BooleanField,
-    Exists,
     ExpressionWrapper,
     OuterRef,
     Q,
@@ -25,6 +24,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from billing.models import EntryType, LedgerEntry
 from onboarding.models import EventName, OnboardingEvent
 from voxanne.errors import ApiError
 from voxanne.models import Organization, User
@@ -204,29 +204,36 @@ def payment_abandonment(
     """`organizations` annotated with the one definition of a clinic that left at payment.
 
     `viewed_payment_but_not_paid`: a payment_viewed event (at or before `as_of`, if given) and
-    no payment_success event. `first_payment_view_at`: the earliest such view, or None.
-    Filter on the first (the admin) or read both per row (the abandonment job): the values are
-    per-row subqueries, so a page of organizations costs one query.
+    no money paid in. "Paid" is the ledger's word, never telemetry's: the clinic's wallet has a
+    `topup` entry (a Stripe top-up credited, or a payment support recorded), whenever it was
+    written and whatever happened to it later (refunds). A `payment_success` event, which the
+    browser can send about itself, changes nothing here. `first_payment_view_at`: the earliest
+    such view, or None. Filter on the first (the admin) or read both per row (the abandonment
+    job): the values are per-row subqueries (the paid one probes the ledger's
+    (org, type, -sequence) index), so a page of organizations costs one query.
     """
-    events = OnboardingEvent.objects.filter(org=OuterRef("pk"))
-    views = events.filter(event_name=EventName.PAYMENT_VIEWED)
+    views = OnboardingEvent.objects.filter(org=OuterRef("pk"), event_name=EventName.PAYMENT_VIEWED)
     if as_of is not None:
         views = views.filter(created_at__lte=as_of)
-    paid = events.filter(event_name=EventName.PAYMENT_SUCCESS)
-    # "Viewed" is "has a first view", not a second EXISTS over the views: Postgres may run an
-    # EXISTS as one hashed scan of every matching event, on every page of organizations.
+    topups = LedgerEntry.objects.filter(org=OuterRef("pk"), type=EntryType.TOPUP)
+    # "Viewed" is "has a first view" and "paid" is "has a newest top-up entry", not EXISTS:
+    # Postgres may run an EXISTS as one hashed scan of every matching row (every event, every
+    # top-up of every clinic) on every page of organizations; a LIMIT 1 subquery is probed per
+    # row through an index (ledger_org_type_seq_idx here).
     return organizations.annotate(
         first_payment_view_at=Subquery(views.order_by("created_at").values("created_at")[:1]),
+        topup_entry_id=Subquery(topups.order_by().values("pk")[:1]),
     ).annotate(
         viewed_payment_but_not_paid=ExpressionWrapper(
-            Q(first_payment_view_at__isnull=False) & ~Q(Exists(paid)), output_field=BooleanField()
+            Q(first_payment_view_at__isnull=False) & Q(topup_entry_id__isnull=True),
+            output_field=BooleanField(),
         ),
     )
 
 
 def record_payment_success(*, org_id, topup_id) -> OnboardingEvent:
-    """The server's own `payment_success` event for a paid top-up (the browser's claim is not
-    needed: the abandonment job sees this one). Joins the caller's transaction."""
+    """The server's own `payment_success` event for a paid top-up, for the wizard's telemetry
+    (who paid is decided by the ledger: `payment_abandonment`). Joins the caller's transaction."""
     return OnboardingEvent.objects.create(
         org_id=org_id,
         event_name=EventName.PAYMENT_SUCCESS,

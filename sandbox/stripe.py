@@ -13,7 +13,9 @@ completes the session and sends the signed webhook, as Stripe does:
 `Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<body>")`.
 
 Switches, for tests: `fail(step, reply)` / `delay_step(step, s)` on API steps (create_session,
-retrieve_session, list_sessions, expire_session, create_refund, list_refunds), and for webhook
+retrieve_session, list_sessions, expire_session, create_refund, list_refunds) play the network
+(the answer is not kept for the Idempotency-Key); `refuse_refunds(message)` makes Stripe itself
+refuse the next refunds (a 400 kept for the key, as Stripe keeps errors); and for webhook
 deliveries `duplicate(n)`, `drop(n)`, `delay_webhooks(s)`, `hold()` + `release(order)` (reorder),
 `redeliver_failed()` (Stripe's retry of deliveries we answered with non-2xx).
 
@@ -219,6 +221,7 @@ class StripeDouble:
         self._fault = threading.local()  # did a fail() switch answer this thread's request?
         self._failures: dict[str, list[Reply]] = {}
         self._step_delays: dict[str, float] = {}
+        self._refund_refusals: list[str] = []
         self._duplicates = 1
         self._drop = 0
         self._webhook_delay = 0.0
@@ -272,10 +275,17 @@ class StripeDouble:
         with self.lock:
             self._step_delays[step] = seconds
 
+    def refuse_refunds(self, message: str = "This charge cannot be refunded.", times: int = 1):
+        """Stripe refuses the next `times` refund creations with a 400 `charge_not_refundable`
+        (kept for their Idempotency-Key: a retry with the key gets the same refusal)."""
+        with self.lock:
+            self._refund_refusals = [message] * times
+
     def heal(self) -> None:
         with self.lock:
             self._failures.clear()
             self._step_delays.clear()
+            self._refund_refusals.clear()
 
     def _switches(self, step: str) -> Reply | None:
         with self.lock:
@@ -740,6 +750,14 @@ class StripeDouble:
             charge = self.charges.get(charge_id or "")
             if charge is None:
                 return missing("charge", charge_id or "")
+            if self._refund_refusals:
+                return stripe_error(
+                    400,
+                    "invalid_request_error",
+                    self._refund_refusals.pop(),
+                    "charge_not_refundable",
+                    param="charge",
+                )
             amount = int(params["amount"]) if params.get("amount") else None
             try:
                 refund = self._refund(charge, amount, params.get("metadata") or {})

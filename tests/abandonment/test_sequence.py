@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from abandonment.models import AbandonmentEmail, EmailState, OptOut
 from abandonment.services import credit_key, run_abandonment
+from billing import services as billing_services
 from billing.models import EntryType, LedgerEntry, Wallet
-from tests.factories import make_abandoned_org, make_event_at, make_org, owner_of
+from tests.factories import fund, make_abandoned_org, make_event_at, make_org, owner_of
 from voxanne.services import email_verification_token, verify_email
 
 pytestmark = pytest.mark.django_db
@@ -154,7 +156,7 @@ def test_completed_paid_never_viewed_unsubscribed_and_ownerless_orgs_are_skipped
     completed.onboarding_completed_at = timezone.now()
     completed.save()
     paid = make_abandoned_org(hours_ago=50)
-    make_event_at(paid, "payment_success", timezone.now() - timedelta(hours=49))
+    fund(paid, 2500)
     make_org("Never viewed")
     unsubscribed = make_abandoned_org(hours_ago=50)
     OptOut.objects.create(org=unsubscribed, email=owner_of(unsubscribed).email)
@@ -169,6 +171,32 @@ def test_completed_paid_never_viewed_unsubscribed_and_ownerless_orgs_are_skipped
     assert [m.to for m in mailoutbox] == [[owner_of(abandoned).email]]
     assert set(AbandonmentEmail.objects.values_list("org_id", flat=True)) == {abandoned.id}
     assert LedgerEntry.objects.filter(type=EntryType.BONUS).count() == 1
+
+
+def test_a_clinic_whose_browser_claims_it_paid_without_paying_still_gets_the_emails(mailoutbox):
+    claims = make_abandoned_org(hours_ago=50)
+    make_event_at(claims, "payment_success", timezone.now() - timedelta(hours=49))
+    summary = run_abandonment()
+    assert summary.sent == {"1": 0, "2": 0, "3": 1}
+    assert [m.to for m in mailoutbox] == [[owner_of(claims).email]]
+
+
+def test_a_clinic_that_paid_gets_no_email_whatever_its_telemetry_says(mailoutbox):
+    silent = make_abandoned_org(hours_ago=50, clinic_name="Paid, never said")
+    fund(silent, 2500)
+    refunded = make_abandoned_org(hours_ago=50, clinic_name="Paid, then refunded")
+    fund(refunded, 2500)
+    with transaction.atomic():  # the card got it all back: it still paid once
+        billing_services.record_money_gone(
+            org=refunded,
+            amount_pence=2500,
+            type=EntryType.CARD_REFUND,
+            idempotency_key="refund:re_test",
+            description="Refund to card",
+        )
+    summary = run_abandonment()
+    assert summary.candidates == 0 and mailoutbox == []
+    assert not AbandonmentEmail.objects.exists()
 
 
 def test_several_orgs_each_get_their_own_due_email(mailoutbox):

@@ -280,17 +280,16 @@ def charge_hold(org):
 
 
 def test_a_refund_our_admin_already_debited_is_not_debited_again(api, stripe_double):
-    from billing import stripe as payments
-    from billing.topups import REFUND_DEBITED_AS
+    import uuid
+
+    from billing.models import EntryType, LedgerEntry
+    from billing.topups import refund_topup_to_card
 
     topup = paid_topup(api, stripe_double, 5000)
     stripe_double.hold()  # delivered from this thread, which sees the test's transaction
-    payments.create_refund(
-        payment_intent_id=topup.payment_intent_id,
-        amount_pence=1000,
-        idempotency_key="admin-refund-1",
-        metadata={REFUND_DEBITED_AS: "admin-refund:1"},
-    )
+    result = refund_topup_to_card(topup=topup, amount_pence=1000, reason="x", nonce=uuid.uuid4())
+    assert result.refund is not None
     assert stripe_double.release() == [200]
-    assert balance(topup.org) == 5000  # the admin's own debit is the only one (not here)
+    assert balance(topup.org) == 4000  # the admin's own debit is the only one
+    assert LedgerEntry.objects.filter(type=EntryType.CARD_REFUND).count() == 1
     assert TopUp.objects.get(pk=topup.pk).refunded_pence == 1000

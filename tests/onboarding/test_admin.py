@@ -7,7 +7,7 @@ import re
 import pytest
 from django.utils import timezone
 
-from tests.factories import make_event, make_org, make_support_user
+from tests.factories import fund, make_event, make_org, make_support_user
 from voxanne.models import Organization
 
 pytestmark = pytest.mark.django_db
@@ -87,14 +87,17 @@ def listed(client, query: str) -> set[str]:
 
 @pytest.fixture
 def clinics():
-    """Four clinics at different places in the wizard."""
+    """Four clinics at different places in the wizard. Browsing Clinic's browser claims it
+    paid (a payment_success event) but its wallet has no top-up; Paid Clinic paid and its
+    browser never said so."""
     fresh = make_org("Fresh Clinic")
     browsing = make_org("Browsing Clinic")
     make_event(browsing, "payment_viewed", 3)
     make_event(browsing, "payment_viewed", 3)
+    make_event(browsing, "payment_success", 3)
     paid = make_org("Paid Clinic")
     make_event(paid, "payment_viewed", 3)
-    make_event(paid, "payment_success", 3)
+    fund(paid, 2500)
     done = make_org("Done Clinic")
     make_event(done, "payment_viewed", 3)
     Organization.objects.filter(pk=done.pk).update(onboarding_completed_at=timezone.now())
