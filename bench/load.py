@@ -205,7 +205,7 @@ def check_invariants(results: list[dict], twilio, vapi) -> list[str]:
         ProvisioningAttempt,
         TwilioSubaccount,
     )
-    from onboarding.provisioning import reconcile_stuck_attempts
+    from onboarding.reconciler import reconcile_stuck_attempts
     from voxanne.tenancy import system_context
 
     problems = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from onboarding import provisioning, services
+from onboarding import reconciler, services
 from onboarding.models import (
     ACTIVE_ATTEMPT_STATES,
     ManagedPhoneNumber,
@@ -108,7 +108,7 @@ class ProvisioningAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     def run_reconciler(self, request, queryset):
         for attempt in queryset:
-            result = provisioning.reconcile_attempt(attempt_id=attempt.pk)
+            result = reconciler.reconcile_attempt(attempt_id=attempt.pk)
             if result is None:
                 attempt.refresh_from_db()
                 if attempt.state in ACTIVE_ATTEMPT_STATES:

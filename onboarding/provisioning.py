@@ -1,5 +1,5 @@
-"""Paid phone-number provisioning: one charge and one number per org, under retries, races
-and crashes.
+"""Paid phone-number provisioning, the request path: one charge and one number per org, under
+retries and races. What happens when the process driving an attempt dies is reconciler.py's.
 
 `provision_number` runs the flow:
  1. one transaction (wallet locked first): refuse if the org already has its number or an
@@ -12,11 +12,9 @@ and crashes.
 On a failure after step 1 it undoes what was done in reverse (Vapi import, Twilio number, with
 bounded retries), refunds the hold and marks the attempt failed, all before answering.
 
-Whoever drives an attempt holds its lease (renewed at every step). A process that dies leaves
-an attempt whose lease lapses; `reconcile_stuck_attempts` (Celery beat, every minute) claims
-it with a conditional UPDATE, recovers any result that was never written (numbers by
-FriendlyName, imports by number), then finishes it when the number is bought and imported, or
-undoes it and refunds.
+Whoever drives an attempt holds its lease, renewed at every step (`record_step`); the
+reconciler takes over an attempt only after its lease lapses, and reuses `settle` and
+`compensate` to end it.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -134,20 +131,11 @@ class Provisioned:
         return body
 
 
-class _LeaseLost(Exception):
+class LeaseLost(Exception):
     """Someone else (the reconciler) now drives this attempt."""
 
 
 _T = TypeVar("_T")
-
-
-# --- Test-only fault hook ------------------------------------------------------------------
-
-
-def _fault_point(step: str) -> None:
-    """Crash-safety tests set VOXANNE_FAULT_AT=<step> to kill the process here; else a no-op."""
-    if os.environ.get("VOXANNE_FAULT_AT") == step:
-        os._exit(137)
 
 
 # --- Reads ---------------------------------------------------------------------------------
@@ -174,7 +162,7 @@ def _derived_key(org: Organization) -> str:
     return f"auto-{finished + 1}"
 
 
-def _lease_until(now: datetime | None = None) -> datetime:
+def lease_until(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) + timedelta(seconds=settings.PROVISIONING_STUCK_AFTER_SECONDS)
 
 
@@ -241,7 +229,6 @@ def provision_number(
         raise ProvisioningInProgress() from None
     if isinstance(started, Provisioned):
         return started
-    _fault_point("after_hold")
     return _drive(started, token)
 
 
@@ -273,20 +260,20 @@ def _begin(
                 area_code=area_code or "",
                 hold=hold,
                 lease_token=token,
-                lease_expires_at=_lease_until(),
+                lease_expires_at=lease_until(),
             )
     except InsufficientFunds:
         raise InsufficientFunds(INSUFFICIENT_BALANCE_MESSAGE) from None
 
 
-def _record(attempt: ProvisioningAttempt, token: uuid.UUID, **fields) -> None:
+def record_step(attempt: ProvisioningAttempt, token: uuid.UUID, **fields) -> None:
     """Write a step's result and renew the lease, if we still hold it."""
     now = timezone.now()
     updated = ProvisioningAttempt.objects.filter(
         pk=attempt.pk, lease_token=token, state__in=ACTIVE_ATTEMPT_STATES
-    ).update(**fields, lease_expires_at=_lease_until(now), updated_at=now)
+    ).update(**fields, lease_expires_at=lease_until(now), updated_at=now)
     if updated != 1:
-        raise _LeaseLost()
+        raise LeaseLost()
     for name, value in fields.items():
         setattr(attempt, name, value)
 
@@ -294,13 +281,10 @@ def _record(attempt: ProvisioningAttempt, token: uuid.UUID, **fields) -> None:
 def _drive(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
     try:
         subaccount = _ensure_subaccount(attempt, token)
-        _fault_point("after_subaccount")
         _buy(attempt, token, subaccount)
-        _fault_point("after_purchase")
         _import(attempt, token, subaccount)
-        _fault_point("after_import")
-        return _settle(attempt, token)
-    except _LeaseLost:
+        return settle(attempt, token)
+    except LeaseLost:
         logger.warning("provisioning attempt %s was taken over by the reconciler", attempt.pk)
         raise ProvisioningInProgress() from None
     except PROVIDER_ERRORS as exc:
@@ -308,13 +292,13 @@ def _drive(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
         # Without an answer the provider may still finish the step: refund now, and leave the
         # attempt for the reconciler to look for (and undo) what completes late.
         recheck = isinstance(exc, (OutcomeUnknown, vapi.VapiOutcomeUnknown))
-        _compensate(attempt, token, error=error, detail=exc.detail, recheck_later=recheck)
+        compensate(attempt, token, error=error, detail=exc.detail, recheck_later=recheck)
         raise error from None
     except Exception as exc:
         logger.exception("provisioning attempt %s failed unexpectedly", attempt.pk)
         error = ProvisioningFailed()
         try:
-            _compensate(attempt, token, error=error, detail=f"{type(exc).__name__}: {exc}")
+            compensate(attempt, token, error=error, detail=f"{type(exc).__name__}: {exc}")
         except Exception:
             # The lease will lapse and the reconciler will finish the undo and the refund.
             logger.exception("could not undo provisioning attempt %s now", attempt.pk)
@@ -341,7 +325,7 @@ def subaccount_name(org_id: uuid.UUID) -> str:
     return f"voxanne-org-{org_id.hex}"
 
 
-def _store_subaccount(
+def store_subaccount(
     attempt: ProvisioningAttempt, token: uuid.UUID, found: telephony.Subaccount
 ) -> TwilioSubaccount:
     with transaction.atomic(durable=True):
@@ -351,11 +335,11 @@ def _store_subaccount(
             friendly_name=found.friendly_name,
             auth_token_encrypted=TwilioSubaccount.encrypt(found.auth_token),
         )
-        _record(attempt, token, subaccount_sid=found.sid, subaccount_at=timezone.now())
+        record_step(attempt, token, subaccount_sid=found.sid, subaccount_at=timezone.now())
     return subaccount
 
 
-def _unrecorded_subaccount(org_id: uuid.UUID) -> telephony.Subaccount | None:
+def unrecorded_subaccount(org_id: uuid.UUID) -> telephony.Subaccount | None:
     """The org's subaccount at Twilio that a dead process created but never recorded."""
     found = telephony.find_subaccounts_named(friendly_name=subaccount_name(org_id))
     if len(found) > 1:  # never expected: one active attempt per org creates at most one
@@ -366,15 +350,16 @@ def _unrecorded_subaccount(org_id: uuid.UUID) -> telephony.Subaccount | None:
 def _ensure_subaccount(attempt: ProvisioningAttempt, token: uuid.UUID) -> TwilioSubaccount:
     subaccount = TwilioSubaccount.objects.for_org(attempt.org_id).first()
     if subaccount is not None:
-        _record(attempt, token, subaccount_sid=subaccount.account_sid, subaccount_at=timezone.now())
+        record_step(
+            attempt, token, subaccount_sid=subaccount.account_sid, subaccount_at=timezone.now()
+        )
         return subaccount
     # Only an earlier attempt can have left one behind: the org's first skips the lookup.
     earlier = ProvisioningAttempt.objects.filter(org_id=attempt.org_id).exclude(pk=attempt.pk)
-    found = _unrecorded_subaccount(attempt.org_id) if earlier.exists() else None
+    found = unrecorded_subaccount(attempt.org_id) if earlier.exists() else None
     if found is None:
         found = telephony.create_subaccount(friendly_name=subaccount_name(attempt.org_id))
-        _fault_point("subaccount_unrecorded")
-    return _store_subaccount(attempt, token, found)
+    return store_subaccount(attempt, token, found)
 
 
 def _buy(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSubaccount) -> None:
@@ -402,12 +387,17 @@ def _buy(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSubac
     except NumberNoLongerAvailable:
         logger.info("number %s was taken meanwhile; searching again once", candidate)
         bought = buy(search(exclude=candidate))
-    _fault_point("purchase_unrecorded")
-    _record(
+    record_purchase(attempt, token, bought)
+
+
+def record_purchase(
+    attempt: ProvisioningAttempt, token: uuid.UUID, number: telephony.PurchasedNumber
+) -> None:
+    record_step(
         attempt,
         token,
-        twilio_number_sid=bought.sid,
-        phone_number=bought.phone_number,
+        twilio_number_sid=number.sid,
+        phone_number=number.phone_number,
         purchased_at=timezone.now(),
     )
 
@@ -420,17 +410,20 @@ def _import(attempt: ProvisioningAttempt, token: uuid.UUID, subaccount: TwilioSu
         name=f"vx-{attempt.id.hex}",  # Vapi's names are at most 40 characters
         server=vapi.webhook_server(),  # no assistant: every inbound call asks our webhook
     )
-    _fault_point("import_unrecorded")
-    _record(attempt, token, vapi_phone_id=phone_id, imported_at=timezone.now())
+    record_import(attempt, token, phone_id)
 
 
-def _settle(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
+def record_import(attempt: ProvisioningAttempt, token: uuid.UUID, phone_id: str) -> None:
+    record_step(attempt, token, vapi_phone_id=phone_id, imported_at=timezone.now())
+
+
+def settle(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
     """Store the managed number and keep the charge, in one transaction."""
     with transaction.atomic(durable=True):
         lock_wallet(attempt.org_id)
         locked = ProvisioningAttempt.objects.select_for_update().get(pk=attempt.pk)
         if locked.lease_token != token or locked.state != AttemptState.IN_PROGRESS:
-            raise _LeaseLost()
+            raise LeaseLost()
         ManagedPhoneNumber.objects.create(
             org_id=locked.org_id,
             attempt=locked,
@@ -448,7 +441,6 @@ def _settle(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
         locked.response_status = 200
         locked.response_body = answer.body()
         locked.save()
-        _fault_point("before_settle")
     logger.info("provisioned %s for org %s", locked.phone_number, locked.org_id)
     return answer
 
@@ -490,7 +482,7 @@ def _undo_provider_side(attempt: ProvisioningAttempt) -> bool:
     return True
 
 
-def _compensate(
+def compensate(
     attempt: ProvisioningAttempt,
     token: uuid.UUID,
     *,
@@ -513,9 +505,8 @@ def _compensate(
             response_status=error.status_code,
             response_body={"error": error.message, "code": error.code},
         )
-    _record(attempt, token, **fields)
+    record_step(attempt, token, **fields)
     undone = _undo_provider_side(attempt) and not recheck_later
-    _fault_point("before_refund")
     with transaction.atomic(durable=True):
         lock_wallet(attempt.org_id)
         release_hold(hold=attempt.hold, reason="Phone number could not be set up")
@@ -528,105 +519,10 @@ def _compensate(
             **finished, refunded_at=attempt.refunded_at or now, lease_expires_at=now, updated_at=now
         )
         if updated != 1:
-            raise _LeaseLost()
+            raise LeaseLost()
     logger.info(
         "provisioning attempt %s refunded (%s)%s",
         attempt.pk,
         error.code,
         "" if undone else "; provider undo left to the reconciler",
     )
-
-
-# --- The reconciler ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    attempt_id: uuid.UUID
-    outcome: str  # "finished", "refunded" or "retry_later"
-
-
-def _claim(attempt_id: uuid.UUID | str) -> uuid.UUID | None:
-    """Take an active attempt whose lease has lapsed; None if it is not ours to take."""
-    token = uuid.uuid4()
-    now = timezone.now()
-    claimed = ProvisioningAttempt.objects.filter(
-        pk=attempt_id, state__in=ACTIVE_ATTEMPT_STATES, lease_expires_at__lt=now
-    ).update(lease_token=token, lease_expires_at=_lease_until(now), updated_at=now)
-    return token if claimed == 1 else None
-
-
-def _recover_unrecorded(attempt: ProvisioningAttempt, token: uuid.UUID) -> None:
-    """Find provider results a dead process never wrote down (by FriendlyName, by number)."""
-    if not attempt.subaccount_sid and not TwilioSubaccount.objects.for_org(attempt.org_id).exists():
-        found = _unrecorded_subaccount(attempt.org_id)
-        if found is not None:  # kept for the org's next attempt, which would look for it anyway
-            _store_subaccount(attempt, token, found)
-    if attempt.subaccount_sid and not attempt.twilio_number_sid:
-        found = telephony.find_numbers_named(
-            subaccount_sid=attempt.subaccount_sid, friendly_name=attempt.number_friendly_name
-        )
-        if found:
-            keep, *extra = found
-            for number in extra:  # never expected; a number nobody can use is released
-                telephony.release_number(
-                    subaccount_sid=attempt.subaccount_sid, number_sid=number.sid
-                )
-            _record(
-                attempt,
-                token,
-                twilio_number_sid=keep.sid,
-                phone_number=keep.phone_number,
-                purchased_at=timezone.now(),
-            )
-    if attempt.twilio_number_sid and not attempt.vapi_phone_id:
-        phone_id = vapi.find_import(phone_number=attempt.phone_number)
-        if phone_id:
-            _record(attempt, token, vapi_phone_id=phone_id, imported_at=timezone.now())
-
-
-def reconcile_attempt(*, attempt_id: uuid.UUID | str) -> Reconciled | None:
-    """Drive one stuck attempt to an end: finished when bought and imported, else undone and
-    refunded. Returns None when the attempt is not stuck (still leased, or already ended).
-    Run inside system_context."""
-    token = _claim(attempt_id)
-    if token is None:
-        return None
-    attempt = ProvisioningAttempt.objects.select_related("org", "hold").get(pk=attempt_id)
-    try:
-        _recover_unrecorded(attempt, token)
-        if attempt.state == AttemptState.IN_PROGRESS:
-            if attempt.twilio_number_sid and attempt.vapi_phone_id:
-                _settle(attempt, token)
-                _mark_reconciled(attempt)
-                return Reconciled(attempt.pk, "finished")
-        error = ProvisioningFailed()
-        _compensate(attempt, token, error=error, detail=attempt.error_detail or "stuck attempt")
-        attempt.refresh_from_db()
-        _mark_reconciled(attempt)
-        outcome = "refunded" if attempt.state == AttemptState.FAILED else "retry_later"
-        return Reconciled(attempt.pk, outcome)
-    except (*PROVIDER_ERRORS, _LeaseLost) as exc:
-        logger.warning("reconciling attempt %s must wait: %r", attempt_id, exc)
-        ProvisioningAttempt.objects.filter(pk=attempt_id, lease_token=token).update(
-            lease_token=None, lease_expires_at=timezone.now()
-        )
-        return Reconciled(attempt.pk, "retry_later")
-
-
-def _mark_reconciled(attempt: ProvisioningAttempt) -> None:
-    ProvisioningAttempt.objects.filter(pk=attempt.pk).update(reconciled_at=timezone.now())
-
-
-def reconcile_stuck_attempts(*, limit: int = 100) -> list[Reconciled]:
-    """Every active attempt whose lease has lapsed, driven to an end (see reconcile_attempt).
-    Safe to run concurrently: each attempt is claimed before it is touched."""
-    stuck = ProvisioningAttempt.objects.filter(
-        state__in=ACTIVE_ATTEMPT_STATES, lease_expires_at__lt=timezone.now()
-    ).order_by("lease_expires_at")
-    results = []
-    for attempt_id in stuck.values_list("id", flat=True)[:limit]:
-        result = reconcile_attempt(attempt_id=attempt_id)
-        if result is not None:
-            results.append(result)
-    return results

@@ -10,7 +10,7 @@ from voxanne.tenancy import system_context
 @shared_task(name="onboarding.reconcile_provisioning", ignore_result=True)
 def reconcile_provisioning() -> int:
     """Beat, every minute: finish or undo provisioning attempts whose driver died."""
-    from onboarding.provisioning import reconcile_stuck_attempts
+    from onboarding.reconciler import reconcile_stuck_attempts
 
     with system_context("reconcile provisioning"):
         return len(reconcile_stuck_attempts())

@@ -95,15 +95,10 @@ test_process_env.__test__ = False
 def run_workers(orgs, providers: Providers, fault_at: str) -> list[subprocess.CompletedProcess]:
     """One real worker process per org, in parallel, each provisioning that org's number
     against the test database and the doubles, dying (exit 137) at step `fault_at`."""
-    env = test_process_env(
-        **providers.env(),
-        VOXANNE_FAULT_AT=fault_at,
-        PROVIDER_TIMEOUT_SECONDS="5",
-        LOG_LEVEL="WARNING",
-    )
+    env = test_process_env(**providers.env(), PROVIDER_TIMEOUT_SECONDS="5", LOG_LEVEL="WARNING")
     workers = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(org.pk)],
+            [sys.executable, str(WORKER), str(org.pk), fault_at],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

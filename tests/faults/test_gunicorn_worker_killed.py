@@ -21,7 +21,7 @@ from bench.harness import gunicorn
 from billing.models import EntryType, LedgerEntry, Wallet
 from billing.services import credit
 from onboarding.models import ACTIVE_ATTEMPT_STATES, ManagedPhoneNumber, ProvisioningAttempt
-from onboarding.provisioning import reconcile_stuck_attempts
+from onboarding.reconciler import reconcile_stuck_attempts
 from tests.doubles import fixtures
 from tests.doubles.fixtures import (
     assert_twilio_holds_only_recorded_subaccounts,

@@ -18,7 +18,8 @@ from onboarding.models import (
     ProvisioningAttempt,
     TwilioSubaccount,
 )
-from onboarding.provisioning import reconcile_stuck_attempts, subaccount_name
+from onboarding.provisioning import subaccount_name
+from onboarding.reconciler import reconcile_stuck_attempts
 from sandbox.server import Reply
 from sandbox.twilio import (
     ADDRESS_REQUIRED,

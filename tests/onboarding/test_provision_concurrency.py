@@ -13,7 +13,7 @@ from django.db.models import Sum
 from billing.models import EntryType, LedgerEntry, Wallet
 from billing.services import credit
 from onboarding.models import AttemptState, ManagedPhoneNumber, ProvisioningAttempt
-from onboarding.provisioning import reconcile_stuck_attempts
+from onboarding.reconciler import reconcile_stuck_attempts
 from sandbox.server import Reply
 from tests.doubles import fixtures
 from tests.doubles.fixtures import lapse_leases, run_workers

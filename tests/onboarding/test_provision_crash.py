@@ -15,7 +15,7 @@ from onboarding.models import (
     ManagedPhoneNumber,
     ProvisioningAttempt,
 )
-from onboarding.provisioning import reconcile_stuck_attempts
+from onboarding.reconciler import reconcile_stuck_attempts
 from sandbox.server import Reply
 from tests.doubles import fixtures
 from tests.doubles.fixtures import (

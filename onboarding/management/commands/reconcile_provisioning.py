@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from onboarding.provisioning import reconcile_attempt, reconcile_stuck_attempts
+from onboarding.reconciler import reconcile_attempt, reconcile_stuck_attempts
 from voxanne.tenancy import system_context
 
 
