@@ -69,10 +69,16 @@ class EntryType(models.TextChoices):
     ADJUSTMENT = "adjustment", "Adjustment"
     CARD_REFUND = "card_refund", "Refund to card"
     CHARGEBACK = "chargeback", "Chargeback"
+    NUMBER_RENTAL = "number_rental", "Number rental"
 
 
 CREDIT_TYPES = (EntryType.TOPUP, EntryType.BONUS, EntryType.REFUND)
-DEBIT_TYPES = (EntryType.PHONE_PROVISIONING, EntryType.CARD_REFUND, EntryType.CHARGEBACK)
+DEBIT_TYPES = (
+    EntryType.PHONE_PROVISIONING,
+    EntryType.CARD_REFUND,
+    EntryType.CHARGEBACK,
+    EntryType.NUMBER_RENTAL,
+)
 # Money that has already moved at the provider: always recorded, even below zero. Everything
 # else that takes money is a decision to spend, refused when it would leave the balance short.
 ALWAYS_RECORDED_TYPES = (EntryType.CARD_REFUND, EntryType.CHARGEBACK)

@@ -527,6 +527,32 @@ def release_hold(*, hold: LedgerEntry, reason: str) -> LedgerEntry | None:
         ).entry
 
 
+def charge_number_rental(
+    *, org: Organization | str, amount_pence: int, idempotency_key: str, description: str
+) -> Posting:
+    """Take a month of a number's rental, inside the caller's transaction (onboarding/rental.py
+    advances the number's paid_until in the same one). Idempotent by key: a second run for the
+    same period replays the first entry (`created` False). A decision to spend: raises
+    WalletOnHold while the wallet is frozen, InsufficientFunds when the balance is short."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("charge_number_rental() joins the caller's transaction")
+    wallet = lock_wallet(org)
+    existing = _existing(wallet.org_id, idempotency_key)
+    if existing:  # a replay is not refused, whatever the wallet's state now
+        return _replay(
+            existing, type=EntryType.NUMBER_RENTAL, amount_pence=-amount_pence, reverses_id=None
+        )
+    refuse_spending_on_hold(wallet)
+    _require_positive(amount_pence)
+    return _post(
+        locked=_lock_for_posting(wallet.org_id),
+        amount_pence=-amount_pence,
+        type=EntryType.NUMBER_RENTAL,
+        idempotency_key=idempotency_key,
+        description=description,
+    )
+
+
 # --- Money from and back to Stripe (billing/topups.py calls these) ------------------------
 
 

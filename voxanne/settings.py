@@ -267,6 +267,12 @@ TOPUP_CANCEL_URL = envstr(
     "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
 )
 
+# --- Recurring money: the number's monthly rental (issue 17) ------------------------------
+# What a number costs each month after the first (the provisioning charge pays the first).
+NUMBER_MONTHLY_PENCE = envint("NUMBER_MONTHLY_PENCE", 1000)
+# Days after paid_until that an unpaid number is kept (renewal retried daily) before release.
+NUMBER_GRACE_DAYS = envint("NUMBER_GRACE_DAYS", 7)
+
 # --- Calls: what a minute costs, how far a call that started funded may run into debt, and
 # the longest call we let Vapi hold.
 CALL_RATE_PENCE_PER_MINUTE = envint("CALL_RATE_PENCE_PER_MINUTE", 56)
