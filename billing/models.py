@@ -20,6 +20,8 @@ from django.db.models import F, Q
 from voxanne.models import Organization
 from voxanne.tenancy import TenantQuerySet
 
+LOW_BALANCE_DEFAULT_PENCE = 500
+
 
 def format_pence(pence: int) -> str:
     """1234 -> '£12.34', -50 -> '-£0.50'."""
@@ -37,6 +39,10 @@ class Wallet(models.Model):
     # Set while spending is refused (a payment dispute is open); support may clear it.
     frozen_at = models.DateTimeField(null=True, blank=True)
     frozen_reason = models.CharField(max_length=500, blank=True)
+    # The low-balance email goes once per crossing below low_balance_pence: low_balance_alerted_at
+    # is set when it is claimed and cleared when the balance is back at or above the line.
+    low_balance_pence = models.BigIntegerField(default=LOW_BALANCE_DEFAULT_PENCE)
+    low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -46,6 +52,9 @@ class Wallet(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(last_sequence__gte=0), name="wallet_sequence_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(low_balance_pence__gte=0), name="wallet_low_balance_not_negative"
             ),
         ]
         permissions = [
@@ -59,6 +68,10 @@ class Wallet(models.Model):
     @property
     def balance_formatted(self) -> str:
         return format_pence(self.balance_pence)
+
+    @property
+    def is_low_balance(self) -> bool:
+        return self.balance_pence < self.low_balance_pence
 
 
 class EntryType(models.TextChoices):

@@ -9,10 +9,18 @@ from voxanne.pagination import PageParams, PaginationSerializer
 class WalletSerializer(serializers.ModelSerializer):
     balance_formatted = serializers.CharField(read_only=True)
     currency = serializers.SerializerMethodField()
+    is_low_balance = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Wallet
-        fields = ["balance_pence", "balance_formatted", "currency", "updated_at"]
+        fields = [
+            "balance_pence",
+            "balance_formatted",
+            "currency",
+            "low_balance_pence",
+            "is_low_balance",
+            "updated_at",
+        ]
 
     def get_currency(self, wallet: Wallet) -> str:
         return "GBP"

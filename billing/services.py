@@ -111,7 +111,8 @@ def _replay(existing: LedgerEntry, *, type: str, amount_pence: int | None, rever
 # the balance and append the entry; this statement starts after the lock is held, so its
 # snapshot sees every committed entry of the org (entries are only appended under the lock).
 _LOCK_SQL = (
-    "SELECT id, balance_pence, last_sequence FROM billing_wallet WHERE org_id = %s"
+    "SELECT id, balance_pence, last_sequence, low_balance_pence,"
+    " low_balance_alerted_at IS NOT NULL FROM billing_wallet WHERE org_id = %s"
     " FOR NO KEY UPDATE"
 )
 _APPEND_SQL = """
@@ -161,6 +162,8 @@ class _Locked:
     org_id: str
     balance_pence: int
     last_sequence: int
+    low_balance_pence: int = 0
+    low_balance_alerted: bool = False
 
 
 def _lock_for_posting(org_id) -> _Locked:
@@ -169,7 +172,7 @@ def _lock_for_posting(org_id) -> _Locked:
     if row is None:
         Wallet.objects.bulk_create([Wallet(org_id=org_id)], ignore_conflicts=True)
         row = _execute(_LOCK_SQL, [org_id])
-    return _Locked(row[0], org_id, row[1], row[2])
+    return _Locked(row[0], org_id, row[1], row[2], row[3], row[4])
 
 
 def _post(
@@ -235,7 +238,61 @@ def _post(
     entry._state.adding = False
     entry._state.db = connection.alias
     locked.balance_pence, locked.last_sequence = new_balance, sequence
+    _watch_balance(locked, amount_pence)
     return Posting(entry, created=True)
+
+
+def _watch_balance(locked: _Locked, amount_pence: int) -> None:
+    """After a posting (under the wallet lock): re-arm the low-balance email when the balance
+    is back at or above its line, and when a debit leaves it low, ask billing/alerts.py to
+    look once the transaction commits."""
+    if amount_pence > 0:
+        if locked.low_balance_alerted and locked.balance_pence >= locked.low_balance_pence:
+            Wallet.objects.filter(pk=locked.wallet_id).update(low_balance_alerted_at=None)
+            locked.low_balance_alerted = False
+        return
+    if not locked.low_balance_alerted and locked.balance_pence < locked.low_balance_pence:
+        transaction.on_commit(functools.partial(_after_low_debit, locked.org_id), robust=True)
+
+
+def _after_low_debit(org_id) -> None:
+    from billing import alerts
+
+    alerts.balance_dropped(org_id)
+
+
+def claim_low_balance_alert(*, org: Organization | str) -> Wallet | None:
+    """Take the right to send the low-balance email for the current crossing: the wallet when
+    its balance is below its line and nobody has claimed this crossing yet, else None."""
+    with transaction.atomic(durable=True):
+        wallet = lock_wallet(org)
+        if wallet.low_balance_alerted_at is not None or not wallet.is_low_balance:
+            return None
+        wallet.low_balance_alerted_at = timezone.now()
+        wallet.save(update_fields=["low_balance_alerted_at", "updated_at"])
+        return wallet
+
+
+def release_low_balance_alert(*, org: Organization | str) -> None:
+    """Give a claimed low-balance email back (its send failed): the next check sends it."""
+    Wallet.objects.filter(org_id=_org_id(org)).update(low_balance_alerted_at=None)
+
+
+def set_low_balance_line(*, org: Organization | str, low_balance_pence: int) -> Wallet:
+    """Change the balance below which the clinic is emailed; re-armed when above it."""
+    if isinstance(low_balance_pence, bool) or not isinstance(low_balance_pence, int):
+        raise ValueError("low_balance_pence must be an integer")
+    if low_balance_pence < 0:
+        raise ValueError("low_balance_pence must not be negative")
+    with transaction.atomic(durable=True):
+        wallet = lock_wallet(org)
+        wallet.low_balance_pence = low_balance_pence
+        fields = ["low_balance_pence", "updated_at"]
+        if not wallet.is_low_balance and wallet.low_balance_alerted_at is not None:
+            wallet.low_balance_alerted_at = None
+            fields.append("low_balance_alerted_at")
+        wallet.save(update_fields=fields)
+        return wallet
 
 
 def _check_key(idempotency_key: str) -> None:

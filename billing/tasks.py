@@ -68,3 +68,12 @@ def reconcile_topups() -> int:
         },
     )
     return len(report.repaired)
+
+
+@shared_task(name="billing.check_low_balance", ignore_result=True)
+def check_low_balance(org_id: str) -> bool:
+    """After a debit left the balance low: the low-balance email, once per crossing."""
+    from billing.alerts import send_low_balance_email
+
+    with system_context("low balance"):
+        return send_low_balance_email(org_id)
