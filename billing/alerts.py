@@ -1,5 +1,6 @@
 """What a clinic is told when its wallet runs low: one email per crossing below its
-`low_balance_pence` line (text + HTML), re-armed when the balance is back above the line.
+`low_balance_pence` line (text + HTML), re-armed when the balance is back above the line,
+and none while an auto-recharge is in flight.
 
 billing/services.py notices a debit that leaves a balance low and calls `balance_dropped`
 once the transaction has committed; the email itself is sent by a Celery task (never inside a
@@ -27,14 +28,18 @@ logger = logging.getLogger(__name__)
 def balance_dropped(org_id: uuid.UUID | str) -> None:
     """After the commit of a debit that left the balance low: queue the check (robust: a
     broker that is down costs an email, never money)."""
-    from billing.tasks import check_low_balance
+    from billing.tasks import balance_dropped as task
 
-    check_low_balance.apply_async(args=[str(org_id)], retry=False)
+    task.apply_async(args=[str(org_id)], retry=False)
 
 
 def send_low_balance_email(org_id: uuid.UUID | str) -> bool:
     """Email the owner that the balance is below its line, once per crossing. Returns whether
     this call sent it. Run in the system context, outside any transaction."""
+    from billing.recharge import in_flight
+
+    if in_flight(org_id):  # the wallet is being refilled: no alarm
+        return False
     wallet = services.claim_low_balance_alert(org=org_id)
     if wallet is None:
         return False

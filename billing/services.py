@@ -112,7 +112,8 @@ def _replay(existing: LedgerEntry, *, type: str, amount_pence: int | None, rever
 # snapshot sees every committed entry of the org (entries are only appended under the lock).
 _LOCK_SQL = (
     "SELECT id, balance_pence, last_sequence, low_balance_pence,"
-    " low_balance_alerted_at IS NOT NULL FROM billing_wallet WHERE org_id = %s"
+    " low_balance_alerted_at IS NOT NULL, auto_recharge_below_pence"
+    " FROM billing_wallet WHERE org_id = %s"
     " FOR NO KEY UPDATE"
 )
 _APPEND_SQL = """
@@ -164,6 +165,7 @@ class _Locked:
     last_sequence: int
     low_balance_pence: int = 0
     low_balance_alerted: bool = False
+    auto_recharge_below_pence: int | None = None
 
 
 def _lock_for_posting(org_id) -> _Locked:
@@ -172,7 +174,7 @@ def _lock_for_posting(org_id) -> _Locked:
     if row is None:
         Wallet.objects.bulk_create([Wallet(org_id=org_id)], ignore_conflicts=True)
         row = _execute(_LOCK_SQL, [org_id])
-    return _Locked(row[0], org_id, row[1], row[2], row[3], row[4])
+    return _Locked(row[0], org_id, row[1], row[2], row[3], row[4], row[5])
 
 
 def _post(
@@ -245,13 +247,15 @@ def _post(
 def _watch_balance(locked: _Locked, amount_pence: int) -> None:
     """After a posting (under the wallet lock): re-arm the low-balance email when the balance
     is back at or above its line, and when a debit leaves it low, ask billing/alerts.py to
-    look once the transaction commits."""
+    look once the transaction commits (the low-balance email, an auto-recharge)."""
     if amount_pence > 0:
         if locked.low_balance_alerted and locked.balance_pence >= locked.low_balance_pence:
             Wallet.objects.filter(pk=locked.wallet_id).update(low_balance_alerted_at=None)
             locked.low_balance_alerted = False
         return
-    if not locked.low_balance_alerted and locked.balance_pence < locked.low_balance_pence:
+    recharge_below = locked.auto_recharge_below_pence
+    alert_due = not locked.low_balance_alerted and locked.balance_pence < locked.low_balance_pence
+    if alert_due or (recharge_below is not None and locked.balance_pence < recharge_below):
         transaction.on_commit(functools.partial(_after_low_debit, locked.org_id), robust=True)
 
 
@@ -276,6 +280,18 @@ def claim_low_balance_alert(*, org: Organization | str) -> Wallet | None:
 def release_low_balance_alert(*, org: Organization | str) -> None:
     """Give a claimed low-balance email back (its send failed): the next check sends it."""
     Wallet.objects.filter(org_id=_org_id(org)).update(low_balance_alerted_at=None)
+
+
+def set_auto_recharge_trigger(*, org: Organization | str, below_pence: int | None) -> Wallet:
+    """The balance below which a debit asks billing/recharge.py for a recharge (None: never).
+    Joins the caller's transaction (recharge.py changes its settings in the same one)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("set_auto_recharge_trigger() joins the caller's transaction")
+    wallet = lock_wallet(org)
+    if wallet.auto_recharge_below_pence != below_pence:
+        wallet.auto_recharge_below_pence = below_pence
+        wallet.save(update_fields=["auto_recharge_below_pence", "updated_at"])
+    return wallet
 
 
 def set_low_balance_line(*, org: Organization | str, low_balance_pence: int) -> Wallet:

@@ -267,7 +267,9 @@ TOPUP_CANCEL_URL = envstr(
     "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
 )
 
-# --- Recurring money: the number's monthly rental (issue 17) ------------------------------
+# --- Recurring money (issue 17): auto-recharge, and the number's monthly rental -----------
+# At most this many auto-recharge attempts per clinic in any 24 hours (paid or failed).
+AUTO_RECHARGE_MAX_PER_DAY = envint("AUTO_RECHARGE_MAX_PER_DAY", 3)
 # What a number costs each month after the first (the provisioning charge pays the first).
 NUMBER_MONTHLY_PENCE = envint("NUMBER_MONTHLY_PENCE", 1000)
 # Days after paid_until that an unpaid number is kept (renewal retried daily) before release.
