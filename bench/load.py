@@ -17,7 +17,12 @@ Then the invariants, which make the script exit non-zero when broken:
 - `reconcile_wallets` is clean, and no provisioning attempt is left unfinished;
 - every clinic's balance == its top-ups - 1000 x numbers it owns (+ bonuses);
 - the Twilio double holds exactly one number per clinic that has one (none for the others), and
-  Vapi imported exactly those.
+  Vapi imported exactly those;
+- a month later (simulate_month: RENTAL_RUNS overlapping rental passes a day, from the
+  anniversary to the end of grace, one clinic in DRAINED_EVERY having spent its wallet): every
+  funded number's month 2 is charged exactly once, every drained clinic's number is released and
+  held neither at Twilio nor at Vapi with no rent charged, and the wallets still equal their
+  ledgers.
 Prints requests/s and p50/p95/p99 latency per endpoint, next to /healthz under the same load.
 """
 
@@ -292,6 +297,116 @@ def check_invariants(results: list[dict], twilio, vapi) -> list[str]:
     return problems
 
 
+DRAINED_EVERY = 10  # one clinic in ten has spent its wallet when its number's month ends
+RENTAL_RUNS = 4  # overlapping rental passes on each simulated day
+
+
+def simulate_month(results: list[dict], twilio, vapi) -> tuple[list[str], dict]:
+    """A month later: the rental passes (RENTAL_RUNS at once, each simulated day from the
+    anniversary to the end of grace) renew every funded number once and release the drained
+    clinics' numbers at Twilio and Vapi. Returns broken promises and what happened."""
+    import io
+    import threading
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.models import Sum
+
+    from billing.models import EntryType, LedgerEntry, Wallet
+    from billing.services import debit, wallet_for
+    from onboarding.models import ManagedPhoneNumber
+    from onboarding.rental import run_rental_pass
+    from voxanne.tenancy import system_context
+
+    # This process releases numbers and sends the grace emails itself (kept in memory).
+    for name, value in {**twilio.env(), **vapi.env()}.items():
+        setattr(settings, name, value)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    problems: list[str] = []
+    with system_context("bench month"):
+        numbers = list(ManagedPhoneNumber.objects.filter(status="active"))
+        drained = {str(n.org_id) for i, n in enumerate(numbers) if i % DRAINED_EVERY == 0}
+        for org_id in drained:
+            debit(
+                org=org_id,
+                amount_pence=wallet_for(org_id).balance_pence,
+                type=EntryType.ADJUSTMENT,
+                idempotency_key="bench-spent",
+            )
+        first_due = min(n.paid_until for n in numbers)
+        last_grace = max(n.paid_until for n in numbers) + timedelta(days=8)
+
+    def passes(now) -> None:
+        def one() -> None:
+            try:
+                with system_context("bench rental pass"):
+                    run_rental_pass(now=now)
+            finally:
+                connection.close()
+
+        runs = [threading.Thread(target=one) for _ in range(RENTAL_RUNS)]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join(300)
+
+    day = first_due + timedelta(hours=1)
+    days = 0
+    while day <= last_grace:
+        passes(day)
+        day += timedelta(days=1)
+        days += 1
+
+    with system_context("bench month check"):
+        out = io.StringIO()
+        try:
+            call_command("reconcile_wallets", stdout=out, stderr=out)
+        except SystemExit as exit_:
+            if exit_.code:
+                problems.append(
+                    f"reconcile_wallets failed after the month: {out.getvalue()[-300:]}"
+                )
+        rentals = {
+            str(o): n
+            for o, n in LedgerEntry.objects.filter(type=EntryType.NUMBER_RENTAL)
+            .values("org_id")
+            .annotate(n=Sum("amount_pence"))
+            .values_list("org_id", "n")
+        }
+        state = {str(n.org_id): n for n in ManagedPhoneNumber.objects.all()}
+        balances = {str(o): b for o, b in Wallet.objects.values_list("org_id", "balance_pence")}
+    imported = set(vapi.imported_numbers())
+    held = {n["phone_number"] for n in twilio.owned_numbers()}
+    for number in numbers:
+        org = str(number.org_id)
+        now_state = state[org]
+        if org in drained:
+            if now_state.status != "released" or now_state.provider_released_at is None:
+                problems.append(f"clinic {org}: unpaid number {number.phone_number} not released")
+            if rentals.get(org):
+                problems.append(f"clinic {org}: drained, yet charged rent {rentals[org]}")
+        else:
+            if rentals.get(org) != -1000 or now_state.months_paid != 2:
+                problems.append(f"clinic {org}: rent {rentals.get(org)} for month 2, not -1000")
+            if balances.get(org, 0) < 0:
+                problems.append(f"clinic {org}: balance {balances[org]} below zero")
+        released = now_state.status == "released"
+        if released and (number.phone_number in held or number.phone_number in imported):
+            problems.append(f"released {number.phone_number} still held at Twilio or Vapi")
+        if not released and number.phone_number not in held:
+            problems.append(f"active {number.phone_number} not held at Twilio")
+    summary = {
+        "numbers": len(numbers),
+        "renewed": len(numbers) - len(drained),
+        "released": len(drained),
+        "simulated_days": days,
+        "rental_passes": days * RENTAL_RUNS,
+    }
+    return problems, summary
+
+
 def main() -> int:
     from bench.table import Row, report
 
@@ -323,6 +438,8 @@ def main() -> int:
                     drive(server.url, top_up)
                 )
             problems = check_invariants(results, twilio, vapi)
+            month_problems, month = simulate_month(results, twilio, vapi)
+            problems += month_problems
         finally:
             vapi.stop()
             twilio.stop()
@@ -376,6 +493,7 @@ def main() -> int:
         f"status p95 during sign-ups / idle = {status_ratio:.1f}x "
         f"(target <= {STATUS_TARGET}x: {verdict})"
     )
+    print(f"a month later: {month}")
     for problem in problems[:20]:
         print(f"INVARIANT BROKEN: {problem}")
     return 1 if problems else 0

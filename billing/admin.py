@@ -27,10 +27,12 @@ from billing.forms import CardRefundForm, CreditForm, RefundForm, UnfreezeForm, 
 from billing.models import (
     ALWAYS_RECORDED_TYPES,
     SUPPORT_DESCRIPTIONS,
+    AutoRecharge,
     Dispute,
     DisputeStatus,
     EntryType,
     LedgerEntry,
+    RechargeAttempt,
     TopUp,
     Wallet,
     WebhookEvent,
@@ -637,3 +639,54 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["provider", "outcome", "type"]
     search_fields = ["=event_id"]
     readonly_fields = [f.name for f in WebhookEvent._meta.fields]
+
+
+# --- Auto-recharge: what support sees (read-only; the clinic changes its own settings) -----
+
+
+class AutoRechargeInline(ReadOnlyAdminMixin, admin.StackedInline):
+    model = AutoRecharge
+    verbose_name_plural = "auto-recharge"
+    can_delete = False
+    extra = 0
+    max_num = 1
+    fields = [
+        "enabled",
+        "threshold_pence",
+        "amount_pence",
+        "paused_reason",
+        "paused_at",
+        "stripe_customer_id",
+        "stripe_payment_method_id",
+        "updated_at",
+    ]
+    readonly_fields = fields
+
+
+class RechargeAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = RechargeAttempt
+    verbose_name_plural = "auto-recharge attempts (newest first)"
+    extra = 0
+    ordering = ["-created_at"]
+    fields = [
+        "created_at",
+        "state",
+        "amount_pence",
+        "payment_intent_id",
+        "error_code",
+        "error_detail",
+        "finished_at",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(RechargeAttempt)
+class RechargeAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "org", "state", "amount_pence", "error_code", "payment_intent_id"]
+    list_filter = ["state", "error_code"]
+    search_fields = ["org__clinic_name", "=org__id", "payment_intent_id"]
+    list_select_related = ["org"]
+
+
+add_organization_inline(AutoRechargeInline)
+add_organization_inline(RechargeAttemptInline)

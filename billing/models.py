@@ -21,6 +21,8 @@ from django.db.models import F, Q
 from voxanne.models import Organization
 from voxanne.tenancy import TenantQuerySet
 
+LOW_BALANCE_DEFAULT_PENCE = 500
+
 
 def format_pence(pence: int) -> str:
     """1234 -> '£12.34', -50 -> '-£0.50'."""
@@ -38,6 +40,13 @@ class Wallet(models.Model):
     # Set while spending is refused (a payment dispute is open); support may clear it.
     frozen_at = models.DateTimeField(null=True, blank=True)
     frozen_reason = models.CharField(max_length=500, blank=True)
+    # The low-balance email goes once per crossing below low_balance_pence: low_balance_alerted_at
+    # is set when it is claimed and cleared when the balance is back at or above the line.
+    low_balance_pence = models.BigIntegerField(default=LOW_BALANCE_DEFAULT_PENCE)
+    low_balance_alerted_at = models.DateTimeField(null=True, blank=True)
+    # The balance below which a debit asks for an auto-recharge: the clinic's threshold while
+    # auto-recharge is on, not paused and has a card; null otherwise (billing/recharge.py).
+    auto_recharge_below_pence = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,6 +56,9 @@ class Wallet(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(last_sequence__gte=0), name="wallet_sequence_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(low_balance_pence__gte=0), name="wallet_low_balance_not_negative"
             ),
         ]
         permissions = [
@@ -62,6 +74,10 @@ class Wallet(models.Model):
     def balance_formatted(self) -> str:
         return format_pence(self.balance_pence)
 
+    @property
+    def is_low_balance(self) -> bool:
+        return self.balance_pence < self.low_balance_pence
+
 
 class EntryType(models.TextChoices):
     TOPUP = "topup", "Top-up"
@@ -72,6 +88,7 @@ class EntryType(models.TextChoices):
     CARD_REFUND = "card_refund", "Refund to card"
     CHARGEBACK = "chargeback", "Chargeback"
     CALL_CHARGE = "call_charge", "Call"
+    NUMBER_RENTAL = "number_rental", "Number rental"
 
 
 # What a clinic reads for money support moved by hand; support's own reason is kept apart as
@@ -88,6 +105,7 @@ DEBIT_TYPES = (
     EntryType.CARD_REFUND,
     EntryType.CHARGEBACK,
     EntryType.CALL_CHARGE,
+    EntryType.NUMBER_RENTAL,
 )
 # Money that has already moved at the provider: always recorded, even below zero. Everything
 # else that takes money is a decision to spend, refused when it would leave the balance short.
@@ -336,3 +354,112 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.type} {self.event_id}"
+
+
+# --- Auto-recharge: a saved card charged off-session when the balance runs low ------------
+# Only billing/recharge.py writes these tables (the credit itself goes through services.py).
+
+AUTO_RECHARGE_MIN_THRESHOLD_PENCE = 500
+
+
+class AutoRecharge(models.Model):
+    """A clinic's auto-recharge settings and the saved card they charge.
+
+    The card is the payment method (and customer) of the clinic's paid Checkout top-up, taken
+    from that PaymentIntent. A refused charge pauses it (`paused_reason`, `enabled` stays
+    true) until the clinic saves its settings again.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="auto_recharge")
+    enabled = models.BooleanField(default=False)
+    threshold_pence = models.BigIntegerField(default=1000)
+    amount_pence = models.BigIntegerField(default=2500)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    paused_reason = models.CharField(max_length=500, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        db_table = "billing_auto_recharge"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(threshold_pence__gte=AUTO_RECHARGE_MIN_THRESHOLD_PENCE),
+                name="auto_recharge_threshold_at_least_500",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_pence__gt=0), name="auto_recharge_amount_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "paused" if self.paused_reason else ("on" if self.enabled else "off")
+        return f"Auto-recharge {state}"
+
+    @property
+    def has_payment_method(self) -> bool:
+        return bool(self.stripe_payment_method_id and self.stripe_customer_id)
+
+
+class RechargeState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "In flight"
+    SUCCEEDED = "succeeded", "Paid"
+    FAILED = "failed", "Failed (auto-recharge paused)"
+
+
+class RechargeAttempt(models.Model):
+    """One off-session charge of the saved card. Its Stripe idempotency key is
+    `recharge:<id>`: retries of this attempt reuse it, the next attempt gets its own. At most
+    one in flight per org (the database says so); its credit is keyed `recharge:<pi id>`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="recharges")
+    state = models.CharField(
+        max_length=16, choices=RechargeState.choices, default=RechargeState.IN_FLIGHT
+    )
+    amount_pence = models.BigIntegerField()
+    stripe_customer_id = models.CharField(max_length=255)
+    stripe_payment_method_id = models.CharField(max_length=255)
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Whoever is calling Stripe for it holds it until then; a lapsed one is retried.
+    lease_until = models.DateTimeField()
+    error_code = models.CharField(max_length=64, blank=True)
+    error_detail = models.TextField(blank=True)
+    owner_notified_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        db_table = "billing_recharge_attempt"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org"],
+                condition=Q(state="in_flight"),
+                name="one_recharge_in_flight_per_org",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_pence__gt=0), name="recharge_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(state="in_flight") | Q(finished_at__isnull=False),
+                name="recharge_finished_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["org", "-created_at"], name="recharge_org_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Recharge {format_pence(self.amount_pence)} ({self.get_state_display()})"
+
+    @property
+    def stripe_idempotency_key(self) -> str:
+        return f"recharge:{self.pk}"

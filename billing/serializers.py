@@ -2,20 +2,67 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from billing.models import SUPPORT_DESCRIPTIONS, EntryType, LedgerEntry, TopUp, Wallet
+from billing.models import SUPPORT_DESCRIPTIONS, AutoRecharge, EntryType, LedgerEntry, TopUp, Wallet
 from voxanne.pagination import PageParams, PaginationSerializer
 
 
 class WalletSerializer(serializers.ModelSerializer):
     balance_formatted = serializers.CharField(read_only=True)
     currency = serializers.SerializerMethodField()
+    is_low_balance = serializers.BooleanField(read_only=True)
+    auto_recharge_enabled = serializers.SerializerMethodField()
+    has_payment_method = serializers.SerializerMethodField()
 
     class Meta:
         model = Wallet
-        fields = ["balance_pence", "balance_formatted", "currency", "updated_at"]
+        fields = [
+            "balance_pence",
+            "balance_formatted",
+            "currency",
+            "low_balance_pence",
+            "is_low_balance",
+            "auto_recharge_enabled",
+            "has_payment_method",
+            "updated_at",
+        ]
 
     def get_currency(self, wallet: Wallet) -> str:
         return "GBP"
+
+    def _rules(self, wallet: Wallet) -> AutoRecharge | None:
+        if not hasattr(self, "_auto_recharge"):
+            self._auto_recharge = AutoRecharge.objects.filter(org_id=wallet.org_id).first()
+        return self._auto_recharge
+
+    def get_auto_recharge_enabled(self, wallet: Wallet) -> bool:
+        rules = self._rules(wallet)
+        return bool(rules and rules.enabled)
+
+    def get_has_payment_method(self, wallet: Wallet) -> bool:
+        rules = self._rules(wallet)
+        return bool(rules and rules.has_payment_method)
+
+
+class AutoRechargeSerializer(serializers.ModelSerializer):
+    """GET/PUT /api/billing/wallet/auto-recharge. PUT takes enabled, threshold_pence and
+    amount_pence (checked by billing.recharge.validate: JSON types as sent)."""
+
+    has_payment_method = serializers.BooleanField(read_only=True)
+    paused_reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AutoRecharge
+        fields = [
+            "enabled",
+            "threshold_pence",
+            "amount_pence",
+            "paused_reason",
+            "paused_at",
+            "has_payment_method",
+        ]
+
+    def get_paused_reason(self, rules: AutoRecharge) -> str | None:
+        return rules.paused_reason or None
 
 
 class TransactionSerializer(serializers.ModelSerializer):

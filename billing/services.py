@@ -154,10 +154,81 @@ def _post(
         entry = LedgerEntry.objects.raw(_APPEND_SQL, params)[0]
         if entry.created:
             wallet.balance_pence, wallet.last_sequence = balance, entry.sequence
+            _watch_balance(wallet, amount_pence)
             return Posting(entry, created=True)
     if (entry.type, entry.amount_pence, entry.reverses_id) != (type, amount_pence, reverses_id):
         raise IdempotencyKeyReused()
     return Posting(entry, created=False)
+
+
+def _watch_balance(wallet: Wallet, amount_pence: int) -> None:
+    """After a posting (under the wallet lock): re-arm the low-balance email when the balance
+    is back at or above its line, and when a debit leaves it low, ask billing/alerts.py to
+    look once the transaction commits (the low-balance email, an auto-recharge)."""
+    alerted = wallet.low_balance_alerted_at is not None
+    if amount_pence > 0:
+        if alerted and wallet.balance_pence >= wallet.low_balance_pence:
+            Wallet.objects.filter(pk=wallet.pk).update(low_balance_alerted_at=None)
+            wallet.low_balance_alerted_at = None
+        return
+    recharge_below = wallet.auto_recharge_below_pence
+    alert_due = not alerted and wallet.balance_pence < wallet.low_balance_pence
+    if alert_due or (recharge_below is not None and wallet.balance_pence < recharge_below):
+        org_id = wallet.org_id
+        # A lambda, not functools.partial: a robust on_commit logs its callable's __qualname__.
+        transaction.on_commit(lambda: _after_low_debit(org_id), robust=True)
+
+
+def _after_low_debit(org_id) -> None:
+    from billing import alerts
+
+    alerts.balance_dropped(org_id)
+
+
+def claim_low_balance_alert(*, org: Organization | str) -> Wallet | None:
+    """Take the right to send the low-balance email for the current crossing: the wallet when
+    its balance is below its line and nobody has claimed this crossing yet, else None."""
+    with transaction.atomic(durable=True):
+        wallet = lock_wallet(org)
+        if wallet.low_balance_alerted_at is not None or not wallet.is_low_balance:
+            return None
+        wallet.low_balance_alerted_at = timezone.now()
+        wallet.save(update_fields=["low_balance_alerted_at", "updated_at"])
+        return wallet
+
+
+def release_low_balance_alert(*, org: Organization | str) -> None:
+    """Give a claimed low-balance email back (its send failed): the next check sends it."""
+    Wallet.objects.filter(org_id=_org_id(org)).update(low_balance_alerted_at=None)
+
+
+def set_auto_recharge_trigger(*, org: Organization | str, below_pence: int | None) -> Wallet:
+    """The balance below which a debit asks billing/recharge.py for a recharge (None: never).
+    Joins the caller's transaction (recharge.py changes its settings in the same one)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("set_auto_recharge_trigger() joins the caller's transaction")
+    wallet = lock_wallet(org)
+    if wallet.auto_recharge_below_pence != below_pence:
+        wallet.auto_recharge_below_pence = below_pence
+        wallet.save(update_fields=["auto_recharge_below_pence", "updated_at"])
+    return wallet
+
+
+def set_low_balance_line(*, org: Organization | str, low_balance_pence: int) -> Wallet:
+    """Change the balance below which the clinic is emailed; re-armed when above it."""
+    if isinstance(low_balance_pence, bool) or not isinstance(low_balance_pence, int):
+        raise ValueError("low_balance_pence must be an integer")
+    if low_balance_pence < 0:
+        raise ValueError("low_balance_pence must not be negative")
+    with transaction.atomic(durable=True):
+        wallet = lock_wallet(org)
+        wallet.low_balance_pence = low_balance_pence
+        fields = ["low_balance_pence", "updated_at"]
+        if not wallet.is_low_balance and wallet.low_balance_alerted_at is not None:
+            wallet.low_balance_alerted_at = None
+            fields.append("low_balance_alerted_at")
+        wallet.save(update_fields=fields)
+        return wallet
 
 
 def _check_key(idempotency_key: str) -> None:
@@ -395,6 +466,32 @@ def release_hold(*, hold: LedgerEntry, reason: str) -> Posting | None:
             idempotency_key=key,
             created_by=None,
         )
+
+
+def charge_number_rental(
+    *, org: Organization | str, amount_pence: int, idempotency_key: str, description: str
+) -> Posting:
+    """Take a month of a number's rental, inside the caller's transaction (onboarding/rental.py
+    advances the number's paid_until in the same one). Idempotent by key: a second run for the
+    same period replays the first entry (`created` False). A decision to spend: raises
+    WalletOnHold while the wallet is frozen, InsufficientFunds when the balance is short."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("charge_number_rental() joins the caller's transaction")
+    wallet = lock_wallet(org)
+    existing = _existing(wallet.org_id, idempotency_key)
+    if existing:  # a replay is not refused, whatever the wallet's state now
+        if (existing.type, existing.amount_pence) != (EntryType.NUMBER_RENTAL, -amount_pence):
+            raise IdempotencyKeyReused()
+        return Posting(existing, created=False)
+    refuse_spending_on_hold(wallet)
+    _require_positive(amount_pence)
+    return _post(
+        wallet,
+        amount_pence=-amount_pence,
+        type=EntryType.NUMBER_RENTAL,
+        idempotency_key=idempotency_key,
+        description=description,
+    )
 
 
 # --- Money from and back to Stripe (billing/topups.py calls these) ------------------------

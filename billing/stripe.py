@@ -323,3 +323,121 @@ def verify_webhook(payload: bytes, signature_header: str | None) -> dict:
             raise BadSignature("the signed body is not a Stripe event")
         return event
     raise BadSignature(problem)
+
+
+# --- Off-session charges of a saved card (auto-recharge) ----------------------------------
+
+
+class CardRefused(PaymentProviderRefused):
+    """The saved card could not be charged off-session: `code` is Stripe's
+    (`authentication_required`: the customer must pay on-session; `card_declined`, ...)."""
+
+    def __init__(self, detail: str = "", *, code: str | None, payment_intent_id: str | None):
+        super().__init__(detail, status=402, code=code)
+        self.payment_intent_id = payment_intent_id
+
+
+@dataclass(frozen=True)
+class PaymentIntent:
+    id: str
+    status: str  # succeeded | processing | requires_payment_method | requires_action | ...
+    amount: int
+    amount_received: int
+    currency: str | None
+    customer_id: str | None
+    payment_method_id: str | None
+    metadata: dict[str, str]
+    created: int
+    latest_charge_id: str | None = None
+    # Why the last confirmation failed (authentication_required, card_declined, ...).
+    last_error_code: str | None = None
+
+    @property
+    def recharge_attempt_id(self) -> str | None:
+        return self.metadata.get("recharge_attempt_id")
+
+
+def _intent(obj) -> PaymentIntent:
+    return PaymentIntent(
+        id=obj.id,
+        status=obj.status,
+        amount=obj.amount,
+        amount_received=getattr(obj, "amount_received", 0) or 0,
+        currency=obj.currency,
+        customer_id=_id_of(obj.customer),
+        payment_method_id=_id_of(obj.payment_method),
+        metadata=dict(obj.metadata.to_dict()) if obj.metadata else {},
+        created=obj.created,
+        latest_charge_id=_id_of(getattr(obj, "latest_charge", None)),
+        last_error_code=getattr(getattr(obj, "last_payment_error", None), "code", None),
+    )
+
+
+def intent_from_event(data: dict) -> PaymentIntent:
+    """The PaymentIntent carried by a verified `payment_intent.*` event (a plain dict)."""
+    return PaymentIntent(
+        id=data["id"],
+        status=data.get("status") or "",
+        amount=int(data.get("amount") or 0),
+        amount_received=int(data.get("amount_received") or 0),
+        currency=data.get("currency"),
+        customer_id=_id_of_dict(data.get("customer")),
+        payment_method_id=_id_of_dict(data.get("payment_method")),
+        metadata=dict(data.get("metadata") or {}),
+        created=int(data.get("created") or 0),
+        latest_charge_id=_id_of_dict(data.get("latest_charge")),
+        last_error_code=(data.get("last_payment_error") or {}).get("code"),
+    )
+
+
+def create_off_session_payment(
+    *,
+    amount_pence: int,
+    customer_id: str,
+    payment_method_id: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> PaymentIntent:
+    """Charge a saved card now, without the customer (`off_session`, `confirm`), in GBP.
+    The same key always means the same charge. Raises CardRefused (declined, authentication
+    required), PaymentProviderUnavailable (retry later with the SAME key), or another
+    PaymentProviderError."""
+    params = {
+        "amount": amount_pence,
+        "currency": "gbp",
+        "customer": customer_id,
+        "payment_method": payment_method_id,
+        "off_session": True,
+        "confirm": True,
+        "metadata": metadata,
+    }
+    try:
+        obj = _client().v1.payment_intents.create(
+            params, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.CardError as exc:
+        error = exc.error
+        intent = getattr(error, "payment_intent", None) if error is not None else None
+        detail = f"Stripe 402 CardError: {exc.user_message or exc}"
+        logger.warning("stripe off-session charge refused: %s", detail)
+        raise CardRefused(detail, code=exc.code, payment_intent_id=_id_of(intent)) from None
+    except stripe.StripeError as exc:
+        mapped = _mapped(exc)
+        logger.warning("stripe create payment intent failed: %s", mapped.detail)
+        raise mapped from None
+    return _intent(obj)
+
+
+def retrieve_payment_intent(payment_intent_id: str) -> PaymentIntent:
+    with _calling("retrieve payment intent"):
+        return _intent(_client().v1.payment_intents.retrieve(payment_intent_id))
+
+
+def list_payment_intents(*, created_since: datetime) -> Iterator[PaymentIntent]:
+    """Every PaymentIntent created at or after `created_since`, newest first (all pages)."""
+    with _calling("list payment intents"):
+        page = _client().v1.payment_intents.list(
+            {"created": {"gte": int(created_since.timestamp())}, "limit": 100}
+        )
+        for obj in page.auto_paging_iter():
+            yield _intent(obj)

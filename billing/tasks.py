@@ -68,3 +68,26 @@ def reconcile_topups() -> int:
         },
     )
     return len(report.repaired)
+
+
+@shared_task(name="billing.balance_dropped", ignore_result=True)
+def balance_dropped(org_id: str) -> str:
+    """After a debit left the balance low: an auto-recharge if one is due (or a stale one
+    retried, same Stripe key), then the low-balance email once per crossing (not while a
+    recharge is in flight). Returns the recharge's result."""
+    from billing.alerts import send_low_balance_email
+    from billing.recharge import recharge_if_needed
+
+    with system_context("balance dropped"):
+        outcome = recharge_if_needed(org_id)
+        send_low_balance_email(org_id)
+    return outcome.result
+
+
+@shared_task(name="billing.send_recharge_paused_email", ignore_result=True)
+def send_recharge_paused_email(attempt_id: str) -> bool:
+    """The owner's email when a refused auto-recharge paused it, once per attempt."""
+    from billing.recharge import send_paused_email
+
+    with system_context("recharge paused email"):
+        return send_paused_email(attempt_id)

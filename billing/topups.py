@@ -22,7 +22,7 @@ from django.db.models import Q, Sum
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from billing import inbox, services
+from billing import inbox, recharge, services
 from billing import stripe as payments
 from billing.inbox import Handled
 from billing.models import (
@@ -343,6 +343,10 @@ def _apply(event: dict, fetched: object) -> str:
         return _session_note(fulfil_session(payments.session_from_event(obj), failed=True))
     if kind == "checkout.session.expired":
         return _session_note(fulfil_session(payments.session_from_event(obj)))
+    if kind == "payment_intent.succeeded":  # one credit per PaymentIntent: recharges only
+        return recharge.fulfil_payment_intent(payments.intent_from_event(obj)).note
+    if kind == "payment_intent.payment_failed":
+        return recharge.apply_payment_failed(payments.intent_from_event(obj))
     if kind == "charge.refunded":
         return _apply_refunds(obj, fetched)
     if kind in ("charge.dispute.created", "charge.dispute.funds_withdrawn"):
@@ -664,11 +668,16 @@ class TopUpReconciliation:
     repaired: list[str] = field(default_factory=list)  # session ids credited by this run
     expired: int = 0
     receipts_sent: int = 0
+    payment_intents_seen: int = 0
+    recharges_repaired: list[str] = field(default_factory=list)  # payment intents credited
+    recharges_resumed: int = 0
 
 
 def reconcile_topups(*, now: datetime | None = None) -> TopUpReconciliation:
     """List the Checkout Sessions of the last 72 hours at Stripe and fulfil any paid one the
-    ledger lacks; mark top-ups pending for over a day expired; send receipts still unsent.
+    ledger lacks; the same for PaymentIntents of auto-recharges (billing/recharge.py), and
+    retry recharges Stripe never answered; mark top-ups pending for over a day expired;
+    send receipts still unsent.
     Run in the system context. Raises payments.PaymentProviderError if Stripe cannot list."""
     now = now or timezone.now()
     report = TopUpReconciliation()
@@ -687,7 +696,13 @@ def reconcile_topups(*, now: datetime | None = None) -> TopUpReconciliation:
     report.expired = TopUp.objects.filter(
         status=TopUpStatus.PENDING, created_at__lt=now - PENDING_EXPIRES_AFTER
     ).update(status=TopUpStatus.EXPIRED, updated_at=now)
-    unsent = TopUp.objects.filter(paid_at__isnull=False, receipt_sent_at__isnull=True)
+    recharges = recharge.reconcile_recharges(now=now)
+    report.payment_intents_seen = recharges.intents_seen
+    report.recharges_repaired = recharges.repaired
+    report.recharges_resumed = recharges.resumed
+    unsent = TopUp.objects.filter(
+        paid_at__isnull=False, receipt_sent_at__isnull=True, stripe_session_id__isnull=False
+    )
     for topup_id in unsent.values_list("pk", flat=True):
         report.receipts_sent += send_receipt(topup_id)
     return report

@@ -13,10 +13,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing import recharge, topups
 from billing import stripe as payments
-from billing import topups
 from billing.models import LedgerEntry, TopUp, TopUpStatus, format_pence
 from billing.serializers import (
+    AutoRechargeSerializer,
     TopUpCreatedSerializer,
     TopUpListSerializer,
     TopUpRequestSerializer,
@@ -38,6 +39,42 @@ class WalletView(APIView):
     @extend_schema(responses={200: WalletSerializer, **error_responses(401)})
     def get(self, request):
         return Response(WalletSerializer(wallet_for(request.org)).data)
+
+
+class AutoRechargeView(APIView):
+    @extend_schema(
+        summary="The clinic's auto-recharge settings",
+        description=(
+            "paused_reason is set (and no charge is tried, though enabled stays true) after "
+            "a charge of the saved card was refused; saving the settings again clears it."
+        ),
+        responses={200: AutoRechargeSerializer, **error_responses(401)},
+    )
+    def get(self, request):
+        return Response(AutoRechargeSerializer(recharge.settings_for(request.org)).data)
+
+    @extend_schema(
+        summary="Save the clinic's auto-recharge settings",
+        description=(
+            "`{enabled, threshold_pence, amount_pence}`: threshold at least 500, amount within "
+            "the top-up limits. Enabling needs a saved card (the one of the clinic's paid "
+            "Checkout top-up): 400 without. Saving clears a pause."
+        ),
+        request=AutoRechargeSerializer,
+        responses={200: AutoRechargeSerializer, **error_responses(400, 401, 503)},
+    )
+    def put(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        missing = [k for k in ("enabled", "threshold_pence", "amount_pence") if k not in body]
+        if missing:
+            raise recharge.AutoRechargeInvalid(f"{', '.join(missing)} required.")
+        rules = recharge.update_settings(
+            org=request.org,
+            enabled=body["enabled"],
+            threshold_pence=body["threshold_pence"],
+            amount_pence=body["amount_pence"],
+        )
+        return Response(AutoRechargeSerializer(rules).data)
 
 
 class TransactionListView(APIView):

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from datetime import datetime
 
-from onboarding import reconciler, services
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.csrf import csrf_protect
+
+from onboarding import reconciler, rental, services
 from onboarding.models import (
     ACTIVE_ATTEMPT_STATES,
     ManagedPhoneNumber,
@@ -64,6 +75,51 @@ add_organization_filter(PaymentStepFilter)
 
 
 # --- Paid phone-number provisioning: read-only, plus "run the reconciler for this attempt" ---
+
+EXTEND_GRACE_PERMISSION = "onboarding.extend_grace"
+csrf_protect_m = method_decorator(csrf_protect)
+
+
+class GraceFilter(admin.SimpleListFilter):
+    title = "rental"
+    parameter_name = "rental"
+
+    def lookups(self, request, model_admin):
+        return [("grace", "In grace (renewal unpaid)"), ("paid", "Paid")]
+
+    def queryset(self, request, queryset):
+        active = queryset.filter(status=ManagedPhoneNumber.Status.ACTIVE)
+        if self.value() == "grace":
+            return active.filter(grace_until__isnull=False)
+        if self.value() == "paid":
+            return active.filter(grace_until__isnull=True)
+        return queryset
+
+
+class ExtendGraceForm(forms.Form):
+    """Support gives a clinic in grace more days before its number is released."""
+
+    days = forms.IntegerField(min_value=1, max_value=60, label="Extra days")
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why. Kept on the number and in the clinic's history.",
+    )
+    confirm = forms.BooleanField(required=True, label="I confirm this extension")
+    # The grace end the form was opened on, exactly (ISO-8601): a double submit extends once.
+    seen_grace_until = forms.CharField(widget=forms.HiddenInput)
+
+    def clean_seen_grace_until(self) -> datetime:
+        try:
+            return datetime.fromisoformat(self.cleaned_data["seen_grace_until"])
+        except ValueError:
+            raise forms.ValidationError("Reload the page and try again.") from None
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Give a reason.")
+        return reason
 
 
 ATTEMPT_FIELDS = [
@@ -130,8 +186,8 @@ class ProvisioningAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(ManagedPhoneNumber)
 class ManagedPhoneNumberAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["phone_number", "org", "status", "created_at"]
-    list_filter = ["status"]
+    list_display = ["phone_number", "org", "status", "next_renewal", "grace", "created_at"]
+    list_filter = ["status", GraceFilter]
     search_fields = ["phone_number", "org__clinic_name", "twilio_number_sid"]
     list_select_related = ["org"]
     fields = [
@@ -139,6 +195,14 @@ class ManagedPhoneNumberAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "org",
         "phone_number",
         "status",
+        "next_renewal",
+        "grace",
+        "grace_extended_reason",
+        "months_paid",
+        "rental_started_at",
+        "released_at",
+        "provider_released_at",
+        "rental_history",
         "twilio_number_sid",
         "subaccount_sid",
         "vapi_phone_id",
@@ -147,6 +211,123 @@ class ManagedPhoneNumberAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "updated_at",
     ]
     readonly_fields = fields
+
+    @admin.display(description="next renewal", ordering="paid_until")
+    def next_renewal(self, number: ManagedPhoneNumber) -> str:
+        if number.status == ManagedPhoneNumber.Status.RELEASED:
+            return "none (released)"
+        return f"{number.paid_until:%d %b %Y %H:%M} UTC"
+
+    @admin.display(description="grace")
+    def grace(self, number: ManagedPhoneNumber) -> str:
+        if number.grace_until is None:
+            return "-"
+        if number.status == ManagedPhoneNumber.Status.RELEASED:
+            return f"ran out {number.grace_until:%d %b %Y %H:%M} UTC"
+        return f"unpaid: released at {number.grace_until:%d %b %Y %H:%M} UTC"
+
+    @admin.display(description="rental history")
+    def rental_history(self, number: ManagedPhoneNumber) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{e.created_at:%d %b %Y}",
+                    e.get_type_display(),
+                    e.amount_formatted,
+                    e.description,
+                )
+                for e in rental.rental_history(number)[:36]
+            ),
+        )
+        notices = format_html_join(
+            "",
+            "<li>{}: {} ({})</li>",
+            (
+                (f"{n.claimed_at:%d %b %Y}", n.get_kind_display(), n.state)
+                for n in number.notices.all()[:20]
+            ),
+        )
+        return format_html(
+            "<table><tr><th>date</th><th>kind</th><th>amount</th><th>what</th></tr>{}</table>"
+            "<p>Emails:</p><ul>{}</ul>",
+            rows or format_html("<tr><td colspan=4>{}</td></tr>", "first month paid"),
+            notices or format_html("<li>{}</li>", "none"),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/extend-grace/",
+                self.admin_site.admin_view(self.extend_grace_view),
+                name="onboarding_managedphonenumber_extend_grace",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        number = self.get_object(request, unquote(object_id))
+        if number is not None and number.rental_status == "grace":
+            if request.user.has_perm(EXTEND_GRACE_PERMISSION):
+                url = reverse("admin:onboarding_managedphonenumber_extend_grace", args=[number.pk])
+                messages.info(request, format_html('In grace: <a href="{}">extend grace</a>', url))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @csrf_protect_m
+    def extend_grace_view(self, request, object_id):
+        if not request.user.has_perm(EXTEND_GRACE_PERMISSION):
+            raise PermissionDenied
+        number = self.get_object(request, unquote(object_id))
+        if number is None:
+            raise Http404("No phone number with this id.")
+        change_url = reverse("admin:onboarding_managedphonenumber_change", args=[number.pk])
+        if number.rental_status != "grace":
+            messages.error(request, "Only a number in its grace period can be given more time.")
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST":
+            form = ExtendGraceForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                try:
+                    extended = rental.extend_grace(
+                        number=number,
+                        days=data["days"],
+                        reason=data["reason"],
+                        seen_grace_until=data["seen_grace_until"],
+                    )
+                except rental.GraceNotExtendable as exc:
+                    form.add_error(None, exc.message)
+                else:
+                    change = (
+                        f"Extended the grace of {number.phone_number} by {data['days']} days, "
+                        f"to {extended.grace_until:%d %b %Y %H:%M} UTC. Reason: {data['reason']}"
+                    )
+                    self.log_change(request, number, change)
+                    self.log_change(request, number.org, change)
+                    messages.success(request, change)
+                    return HttpResponseRedirect(change_url)
+        else:
+            form = ExtendGraceForm(
+                initial={"days": 7, "seen_grace_until": number.grace_until.isoformat()}
+            )
+        request.current_app = self.admin_site.name
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Extend grace",
+            "summary": (
+                f"{number.org}: {number.phone_number}, renewal unpaid since "
+                f"{number.paid_until:%d %b %Y}, released at "
+                f"{number.grace_until:%d %b %Y %H:%M} UTC unless paid."
+            ),
+            "submit_label": "Extend grace",
+            "form": form,
+            "opts": self.opts,
+            "original": number,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/billing/money_form.html", context)
 
 
 class ManagedPhoneNumberInline(ReadOnlyAdminMixin, admin.TabularInline):

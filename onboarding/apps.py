@@ -11,3 +11,6 @@ class OnboardingConfig(AppConfig):
         from onboarding.services import on_topup_paid
 
         topup_paid.connect(on_topup_paid, dispatch_uid="onboarding.payment_success")
+        from onboarding import rental
+
+        topup_paid.connect(rental.on_topup_paid, dispatch_uid="onboarding.rental_renewal")

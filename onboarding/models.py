@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -222,6 +224,20 @@ class ManagedPhoneNumber(models.Model):
     # Indexed: every inbound call is routed by it (the assistant-request webhook).
     vapi_phone_id = models.CharField(max_length=100, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # The monthly rental (onboarding/rental.py writes these). Month n ends on the n-th monthly
+    # anniversary of rental_started_at; the provisioning charge paid month 1.
+    rental_started_at = models.DateTimeField()
+    months_paid = models.PositiveIntegerField(default=1)
+    paid_until = models.DateTimeField()
+    # Set while the renewal due at paid_until is unpaid: the number is released at grace_until
+    # (paid_until + NUMBER_GRACE_DAYS, later if support extended it).
+    grace_until = models.DateTimeField(null=True, blank=True)
+    grace_extended_reason = models.CharField(max_length=500, blank=True)
+    # Released: the clinic no longer has it. provider_released_at: nothing is left at Vapi or
+    # Twilio (until then the release is retried, each retry claimed with release_lease_until).
+    released_at = models.DateTimeField(null=True, blank=True)
+    provider_released_at = models.DateTimeField(null=True, blank=True)
+    release_lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -229,6 +245,7 @@ class ManagedPhoneNumber(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("extend_grace", "Can extend a phone number's grace period")]
         constraints = [
             models.UniqueConstraint(
                 fields=["org"],
@@ -239,7 +256,101 @@ class ManagedPhoneNumber(models.Model):
                 condition=models.Q(phone_number__regex=r"^\+[1-9][0-9]{6,14}$"),
                 name="managed_number_is_e164",
             ),
+            models.CheckConstraint(
+                condition=models.Q(status="active") | models.Q(released_at__isnull=False),
+                name="managed_number_released_has_time",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(months_paid__gte=1), name="managed_number_months_paid_positive"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["paid_until"],
+                name="managed_number_renewal_idx",
+                condition=models.Q(status="active"),
+            ),
+            models.Index(
+                fields=["released_at"],
+                name="managed_number_unreleased_idx",
+                condition=models.Q(status="released", provider_released_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
         return self.phone_number
+
+    def month_end(self, month: int) -> datetime:
+        """When the number's `month`-th month of rental ends (1 = the month provisioning paid)."""
+        return add_months(self.rental_started_at, month)
+
+    @property
+    def rental_status(self) -> str:
+        """What the clinic sees: active, grace (renewal unpaid) or released."""
+        if self.status == self.Status.RELEASED:
+            return "released"
+        return "grace" if self.grace_until is not None else "active"
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` later, on the month's last day when it is shorter
+    (31 January + 1 month = 28 or 29 February)."""
+    total = moment.month - 1 + months
+    year, month = moment.year + total // 12, total % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+class NoticeKind(models.TextChoices):
+    GRACE_DAY_0 = "grace_day_0", "Renewal failed (grace day 0)"
+    GRACE_DAY_3 = "grace_day_3", "Grace reminder (day 3)"
+    GRACE_DAY_6 = "grace_day_6", "Last day of grace (day 6)"
+    RELEASED = "released", "Number released"
+
+
+# Which grace email is due how many days after the unpaid renewal (paid_until).
+GRACE_NOTICE_DAYS: dict[str, timedelta] = {
+    NoticeKind.GRACE_DAY_6: timedelta(days=6),
+    NoticeKind.GRACE_DAY_3: timedelta(days=3),
+    NoticeKind.GRACE_DAY_0: timedelta(days=0),
+}
+
+
+class NumberNotice(models.Model):
+    """One email about a number's rental: claimed (a row) before it is sent, so overlapping
+    runs send it once. At most one per (number, unpaid period, kind), ever."""
+
+    class State(models.TextChoices):
+        SENDING = "sending"
+        SENT = "sent"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="number_notices")
+    number = models.ForeignKey(ManagedPhoneNumber, on_delete=models.PROTECT, related_name="notices")
+    # The paid_until of the renewal this is about (each unpaid period has its own notices).
+    period_due_at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=NoticeKind.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.SENDING)
+    recipient = models.CharField(max_length=254)
+    claimed_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        db_table = "onboarding_number_notice"
+        ordering = ["-claimed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["number", "period_due_at", "kind"], name="number_notice_once"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state="sending") | models.Q(sent_at__isnull=False),
+                name="number_notice_sent_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.recipient} ({self.state})"

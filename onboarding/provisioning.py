@@ -41,6 +41,7 @@ from onboarding.models import (
     ManagedPhoneNumber,
     ProvisioningAttempt,
     TwilioSubaccount,
+    add_months,
 )
 from onboarding.telephony import (
     NoNumbersAvailable,
@@ -419,6 +420,7 @@ def settle(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
         locked = ProvisioningAttempt.objects.select_for_update().get(pk=attempt.pk)
         if locked.lease_token != token or locked.state != AttemptState.IN_PROGRESS:
             raise LeaseLost()
+        now = timezone.now()
         ManagedPhoneNumber.objects.create(
             org_id=locked.org_id,
             attempt=locked,
@@ -426,9 +428,10 @@ def settle(attempt: ProvisioningAttempt, token: uuid.UUID) -> Provisioned:
             twilio_number_sid=locked.twilio_number_sid,
             subaccount_sid=locked.subaccount_sid,
             vapi_phone_id=locked.vapi_phone_id,
+            rental_started_at=now,  # the provisioning charge pays the first month
+            paid_until=add_months(now, 1),
         )
         answer = Provisioned(locked.phone_number)
-        now = timezone.now()
         locked.state = AttemptState.SUCCEEDED
         locked.finished_at = now
         locked.lease_token = None
@@ -459,20 +462,29 @@ def _with_retries(action: Callable[[], _T], *, what: str) -> _T:
 
 def _undo_provider_side(attempt: ProvisioningAttempt) -> bool:
     """Delete the Vapi import, then release the Twilio number. True when nothing is left."""
+    return release_at_providers(attempt, what=f"provisioning attempt {attempt.pk}")
+
+
+def release_at_providers(
+    held: ProvisioningAttempt | ManagedPhoneNumber, *, what: str | None = None
+) -> bool:
+    """Delete a number's Vapi import, then release it at Twilio, each with bounded retries
+    (already gone counts as done). The undo of a failed provisioning, and the release of a
+    number whose rental ran out. True when nothing is left; False (logged) to retry later."""
     try:
-        if attempt.vapi_phone_id:
+        if held.vapi_phone_id:
             _with_retries(
-                lambda: vapi.delete_import(phone_id=attempt.vapi_phone_id), what="vapi delete"
+                lambda: vapi.delete_import(phone_id=held.vapi_phone_id), what="vapi delete"
             )
-        if attempt.twilio_number_sid:
+        if held.twilio_number_sid:
             _with_retries(
                 lambda: telephony.release_number(
-                    subaccount_sid=attempt.subaccount_sid, number_sid=attempt.twilio_number_sid
+                    subaccount_sid=held.subaccount_sid, number_sid=held.twilio_number_sid
                 ),
                 what="twilio release",
             )
     except PROVIDER_ERRORS as exc:
-        logger.error("undo of provisioning attempt %s incomplete: %s", attempt.pk, exc.detail)
+        logger.error("undo of %s incomplete: %s", what or held, exc.detail)
         return False
     return True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -174,3 +175,19 @@ class ProvisionedNumberSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     phoneNumber = serializers.CharField(help_text="E.164, e.g. +14155550123")  # noqa: N815
     alreadyProvisioned = serializers.BooleanField(required=False)  # noqa: N815
+
+
+class NumberSerializer(serializers.Serializer):
+    """GET /api/onboarding/number: the clinic's number and where its rental stands."""
+
+    number = serializers.CharField(source="phone_number")
+    status = serializers.ChoiceField(
+        source="rental_status", choices=["active", "grace", "released"]
+    )
+    paid_until = serializers.DateTimeField()
+    grace_until = serializers.DateTimeField(allow_null=True)
+    monthly_price_pence = serializers.SerializerMethodField()
+    released_at = serializers.DateTimeField(allow_null=True)
+
+    def get_monthly_price_pence(self, number) -> int:
+        return settings.NUMBER_MONTHLY_PENCE

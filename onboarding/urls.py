@@ -11,4 +11,5 @@ urlpatterns = [
     path(
         "provision-number", views.ProvisionNumberView.as_view(), name="onboarding-provision-number"
     ),
+    path("number", views.NumberView.as_view(), name="onboarding-number"),
 ]

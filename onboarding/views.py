@@ -6,9 +6,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from onboarding import provisioning, services
+from onboarding import provisioning, rental, services
 from onboarding.serializers import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
+    NumberSerializer,
     OnboardingCompleteSerializer,
     OnboardingEventSerializer,
     OnboardingStatusSerializer,
@@ -102,3 +103,18 @@ class ProvisionNumberView(APIView):
             idempotency_key=key.strip() if key else None,
         )
         return Response(ProvisionedNumberSerializer(result.body()).data)
+
+
+class NumberView(APIView):
+    @extend_schema(
+        summary="The clinic's phone number and its monthly rental",
+        description=(
+            "status: active (paid until paid_until), grace (the renewal is unpaid; the number "
+            "is released at grace_until unless the wallet is topped up), or released. 404 "
+            "when the clinic has no number yet."
+        ),
+        responses={200: NumberSerializer, **error_responses(401, 404)},
+    )
+    def get(self, request):
+        number = rental.number_for(request.org)
+        return Response(NumberSerializer(number).data)

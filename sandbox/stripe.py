@@ -212,6 +212,14 @@ class StripeDouble:
         self.charges: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
         self.disputes: dict[str, dict] = {}
+        self.customers: dict[str, dict] = {}
+        self.payment_methods: dict[str, dict] = {}
+        # What an off-session charge of a saved card does: succeed (the default), "decline"
+        # (card_declined) or "authentication_required" (the bank wants the customer present).
+        self.card_outcomes: dict[str, str] = {}
+        # Real Stripe also sends payment_intent.succeeded for a paid Checkout Session; off by
+        # default so tests that count deliveries of checkout events see only those.
+        self.checkout_emits_payment_intent_events = False
         self.events: list[dict] = []
         self.deliveries: list[Delivery] = []
         self.dropped: list[dict] = []
@@ -421,8 +429,18 @@ class StripeDouble:
             session["payment_intent"] = intent["id"]
             session["customer"] = intent["customer"]
             snapshot = dict(session)
+            intent_snapshot = dict(intent)
         self.emit("checkout.session.completed", snapshot)
+        if self.checkout_emits_payment_intent_events and not async_payment:
+            self.emit("payment_intent.succeeded", intent_snapshot)
         return snapshot
+
+    def set_card(self, payment_method_id: str, outcome: str) -> None:
+        """What off-session charges of this saved card do from now on."""
+        if outcome not in ("succeed", "decline", "authentication_required"):
+            raise ValueError(outcome)
+        with self.lock:
+            self.card_outcomes[payment_method_id] = outcome
 
     def settle_async(self, session_id: str, *, succeeded: bool) -> dict:
         with self.lock:
@@ -547,6 +565,20 @@ class StripeDouble:
             return self._step("create_refund") or self._create_refund(params)
         if path == "/refunds" and method == "GET":
             return self._step("list_refunds") or self._list_refunds(params)
+        if path == "/payment_intents" and method == "POST":
+            return self._step("create_payment_intent") or self._create_payment_intent(params)
+        if path == "/payment_intents" and method == "GET":
+            return self._step("list_payment_intents") or self._list_payment_intents(params)
+        match = re.fullmatch(r"/(payment_intents|customers|payment_methods)/(\w+)", path)
+        if match and method == "GET":
+            table = {
+                "payment_intents": self.payment_intents,
+                "customers": self.customers,
+                "payment_methods": self.payment_methods,
+            }[match[1]]
+            with self.lock:
+                found = table.get(match[2])
+                return Reply(200, dict(found)) if found else missing(match[1][:-1], match[2])
         match = re.fullmatch(r"/charges/(ch_\w+)", path)
         if match and method == "GET":
             charge = self.charges.get(match[1])
@@ -670,18 +702,37 @@ class StripeDouble:
                 )
         return Reply(200, self._public_session(self.expire(session_id)))
 
+    def _saved_card(self, email: str | None) -> tuple[dict, dict]:
+        """A customer and a card payment method attached to it (what Checkout saves)."""
+        customer = {"id": self._id("cus"), "object": "customer", "email": email}
+        method = {
+            "id": self._id("pm"),
+            "object": "payment_method",
+            "type": "card",
+            "customer": customer["id"],
+            "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030},
+        }
+        self.customers[customer["id"]] = customer
+        self.payment_methods[method["id"]] = method
+        return customer, method
+
     def _intent_for(self, session: dict, *, succeeded: bool) -> dict:
+        customer, method = self._saved_card(session.get("customer_email"))
         intent = {
             "id": self._id("pi"),
             "object": "payment_intent",
             "amount": session["amount_total"],
+            "amount_received": session["amount_total"] if succeeded else 0,
             "currency": session["currency"],
-            "customer": self._id("cus"),
-            "payment_method": self._id("pm"),
+            "customer": customer["id"],
+            "payment_method": method["id"],
             "setup_future_usage": session["payment_intent_data"].get("setup_future_usage"),
+            "off_session": None,
             "metadata": session["payment_intent_data"].get("metadata") or {},
             "status": "succeeded" if succeeded else "processing",
             "latest_charge": None,
+            "last_payment_error": None,
+            "created": int(time.time()),
         }
         self.payment_intents[intent["id"]] = intent
         if succeeded:
@@ -716,6 +767,101 @@ class StripeDouble:
         }
         self.charges[charge_id] = charge
         return charge
+
+    def _create_payment_intent(self, params: dict) -> Reply:
+        """An off-session charge of a saved card (confirm=true): succeeded, or a 402
+        card_error carrying the PaymentIntent (back to requires_payment_method)."""
+        try:
+            amount = int(params["amount"])
+        except (KeyError, ValueError):
+            return stripe_error(400, "invalid_request_error", "Missing amount.", param="amount")
+        with self.lock:
+            method = self.payment_methods.get(params.get("payment_method") or "")
+            if method is None:
+                return missing("payment_method", params.get("payment_method") or "")
+            if params.get("customer") != method["customer"]:
+                return stripe_error(
+                    400,
+                    "invalid_request_error",
+                    "The provided PaymentMethod is not attached to this customer.",
+                    param="payment_method",
+                )
+            intent = {
+                "id": self._id("pi"),
+                "object": "payment_intent",
+                "amount": amount,
+                "amount_received": 0,
+                "currency": params.get("currency"),
+                "customer": method["customer"],
+                "payment_method": method["id"],
+                "setup_future_usage": None,
+                "off_session": params.get("off_session") == "true",
+                "metadata": params.get("metadata") or {},
+                "status": "requires_confirmation",
+                "latest_charge": None,
+                "last_payment_error": None,
+                "created": int(time.time()),
+            }
+            self.payment_intents[intent["id"]] = intent
+            if params.get("confirm") != "true":
+                return Reply(200, dict(intent))
+            outcome = self.card_outcomes.get(method["id"], "succeed")
+            if outcome == "succeed":
+                intent["status"] = "succeeded"
+                intent["amount_received"] = amount
+                intent["latest_charge"] = self._charge_for(intent)["id"]
+                snapshot = dict(intent)
+            else:
+                code = "card_declined" if outcome == "decline" else "authentication_required"
+                message = (
+                    "Your card was declined."
+                    if outcome == "decline"
+                    else "This payment requires the customer to authenticate."
+                )
+                intent["status"] = "requires_payment_method"
+                intent["last_payment_error"] = {"type": "card_error", "code": code}
+                snapshot = dict(intent)
+        if intent["status"] == "succeeded":
+            self.emit("payment_intent.succeeded", snapshot)
+            return Reply(200, snapshot)
+        self.emit("payment_intent.payment_failed", snapshot)
+        return Reply(
+            402,
+            {
+                "error": {
+                    "type": "card_error",
+                    "code": code,
+                    "decline_code": "generic_decline" if outcome == "decline" else None,
+                    "message": message,
+                    "payment_intent": snapshot,
+                }
+            },
+        )
+
+    def _list_payment_intents(self, params: dict) -> Reply:
+        created = params.get("created") or {}
+        limit = min(int(params.get("limit") or 10), 100)
+        after = params.get("starting_after")
+        with self.lock:
+            rows = sorted(self.payment_intents.values(), key=lambda i: i["id"], reverse=True)
+            rows.sort(key=lambda i: i["created"], reverse=True)
+            if "gte" in created:
+                rows = [i for i in rows if i["created"] >= int(created["gte"])]
+            if after:
+                ids = [i["id"] for i in rows]
+                if after not in ids:
+                    return missing("payment_intent", after)
+                rows = rows[ids.index(after) + 1 :]
+            page = [dict(i) for i in rows[:limit]]
+        return Reply(
+            200,
+            {
+                "object": "list",
+                "url": "/v1/payment_intents",
+                "has_more": len(rows) > limit,
+                "data": page,
+            },
+        )
 
     def _refund(self, charge: dict, amount: int | None, metadata: dict) -> dict:
         remaining = charge["amount"] - charge["amount_refunded"]

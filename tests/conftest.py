@@ -41,3 +41,16 @@ def api():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture
+def celery_eager():
+    """Tasks run in the caller's thread instead of waiting for a worker (pair it with
+    django_capture_on_commit_callbacks(execute=True) for tasks enqueued on commit)."""
+    from voxanne.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False

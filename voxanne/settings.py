@@ -288,6 +288,14 @@ TOPUP_CANCEL_URL = envstr(
     "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
 )
 
+# --- Recurring money (issue 17): auto-recharge, and the number's monthly rental -----------
+# At most this many auto-recharge attempts per clinic in any 24 hours (paid or failed).
+AUTO_RECHARGE_MAX_PER_DAY = envint("AUTO_RECHARGE_MAX_PER_DAY", 3)
+# What a number costs each month after the first (the provisioning charge pays the first).
+NUMBER_MONTHLY_PENCE = envint("NUMBER_MONTHLY_PENCE", 1000)
+# Days after paid_until that an unpaid number is kept (renewal retried daily) before release.
+NUMBER_GRACE_DAYS = envint("NUMBER_GRACE_DAYS", 7)
+
 # --- Calls: what a minute costs, how far a call that started funded may run into debt, and
 # the longest call we let Vapi hold.
 CALL_RATE_PENCE_PER_MINUTE = envint("CALL_RATE_PENCE_PER_MINUTE", 56)

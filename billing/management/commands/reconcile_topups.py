@@ -11,8 +11,9 @@ from voxanne.tenancy import system_context
 
 class Command(BaseCommand):
     help = (
-        "List the Checkout Sessions of the last 72 hours at Stripe, credit any paid one the "
-        "ledger lacks, mark top-ups pending for over a day expired, send unsent receipts."
+        "List the Checkout Sessions and PaymentIntents of the last 72 hours at Stripe, credit "
+        "any paid top-up or auto-recharge the ledger lacks, retry unanswered recharges, mark "
+        "top-ups pending for over a day expired, send unsent receipts."
     )
 
     def handle(self, *args, **options):
@@ -23,8 +24,14 @@ class Command(BaseCommand):
             raise CommandError(f"Stripe could not be asked: {exc.detail}") from None
         for session_id in report.repaired:
             self.stderr.write(f"REPAIRED: paid checkout session {session_id} was not credited")
+        for intent_id in report.recharges_repaired:
+            self.stderr.write(f"REPAIRED: paid auto-recharge {intent_id} was not credited")
         summary = (
             f"Checked {report.sessions_seen} checkout sessions: {len(report.repaired)} repaired, "
-            f"{report.expired} stale top-ups expired, {report.receipts_sent} receipts sent."
+            f"{report.expired} stale top-ups expired, {report.receipts_sent} receipts sent. "
+            f"Checked {report.payment_intents_seen} payment intents: "
+            f"{len(report.recharges_repaired)} auto-recharges repaired, "
+            f"{report.recharges_resumed} unanswered recharges retried."
         )
-        self.stdout.write(self.style.WARNING(summary) if report.repaired else summary)
+        repaired = report.repaired or report.recharges_repaired
+        self.stdout.write(self.style.WARNING(summary) if repaired else summary)
