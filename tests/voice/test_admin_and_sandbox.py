@@ -52,7 +52,8 @@ def test_a_call_charge_is_refunded_through_the_existing_refund_screen(api, vapi_
 
     client.post(refund_page(charge), refund_form(client, charge, reason="Caller was cut off"))
     [refund] = LedgerEntry.objects.filter(reverses=charge)
-    assert refund.amount_pence == 560 and refund.description == "Caller was cut off"
+    assert refund.amount_pence == 560 and refund.internal_note == "Caller was cut off"
+    assert refund.description == "Refund from Voxanne support"  # support's words stay inside
     assert Wallet.objects.get(org=clinic.org).balance_pence == 1000
 
 
