@@ -139,7 +139,7 @@ def make_abandoned_org(
 
 def make_line(org: Organization, *, vapi_phone_id: str, phone_number: str):
     """The clinic's managed number as provisioning leaves it (its paid attempt included)."""
-    from onboarding.models import AttemptState, ManagedPhoneNumber, ProvisioningAttempt
+    from onboarding.models import AttemptState, ManagedPhoneNumber, ProvisioningAttempt, add_months
 
     fund(org, billing_services.PHONE_NUMBER_PRICE_PENCE)
     hold = charge(org, billing_services.PHONE_NUMBER_PRICE_PENCE)
@@ -154,6 +154,8 @@ def make_line(org: Organization, *, vapi_phone_id: str, phone_number: str):
         finished_at=now,
         phone_number=phone_number,
         vapi_phone_id=vapi_phone_id,
+        rental_started_at=now,
+        paid_until=add_months(now, 1),
     )
     return ManagedPhoneNumber.objects.create(
         org=org,

@@ -123,7 +123,11 @@ def test_a_pass_that_missed_months_charges_each_month_once(api, providers):
 def test_rental_on_the_anniversary_once_under_four_overlapping_runs(api, providers):
     org, number = provisioned_org(api, pence=5000)
     now = (number.paid_until + timedelta(hours=1)).isoformat()
-    env = test_process_env(**providers.env(), EMAIL_URL="locmem://", LOG_LEVEL="WARNING")
+    env = test_process_env(
+        **providers.env(),
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        LOG_LEVEL="WARNING",
+    )
     runs = [
         subprocess.Popen(
             [sys.executable, "manage.py", "renew_numbers", "--now", now],
