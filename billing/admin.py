@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_protect
 from billing import services, topups
 from billing.forms import CardRefundForm, CreditForm, RefundForm, UnfreezeForm, pounds
 from billing.models import (
-    ALWAYS_RECORDED_TYPES,
+    BACK_TO_CARD_TYPES,
     SUPPORT_DESCRIPTIONS,
     AutoRecharge,
     Dispute,
@@ -64,7 +64,7 @@ def _with_refunded(queryset):
 
 
 def _refund_link(entry: LedgerEntry) -> str:
-    if entry.amount_pence >= 0 or entry.type in ALWAYS_RECORDED_TYPES:
+    if entry.amount_pence >= 0 or entry.type in BACK_TO_CARD_TYPES:
         return ""  # a credit, or money that went back to the card: nothing to give back
     left = -entry.amount_pence - getattr(entry, "refunded_pence", 0)
     if left <= 0:

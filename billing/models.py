@@ -111,6 +111,8 @@ DEBIT_TYPES = (
 # else that takes money is a decision to spend, refused when it would leave the balance short.
 # A finished call is one of these too: the gate before the call is where spending is refused.
 ALWAYS_RECORDED_TYPES = (EntryType.CARD_REFUND, EntryType.CHARGEBACK, EntryType.CALL_CHARGE)
+# Money that went back to the card: refunding it to the wallet as well would pay twice.
+BACK_TO_CARD_TYPES = (EntryType.CARD_REFUND, EntryType.CHARGEBACK)
 
 
 class LedgerEntry(models.Model):

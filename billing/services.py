@@ -17,7 +17,14 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import ALWAYS_RECORDED_TYPES, EntryType, LedgerEntry, Wallet, format_pence
+from billing.models import (
+    ALWAYS_RECORDED_TYPES,
+    BACK_TO_CARD_TYPES,
+    EntryType,
+    LedgerEntry,
+    Wallet,
+    format_pence,
+)
 from voxanne.errors import ApiError, IdempotencyKeyReused
 from voxanne.models import Organization, User
 
@@ -403,7 +410,7 @@ def refund(
     """
     if not reason or not reason.strip():
         raise RefundRefused("A refund needs a reason.")
-    if entry.type in ALWAYS_RECORDED_TYPES:
+    if entry.type in BACK_TO_CARD_TYPES:
         raise RefundRefused(
             "This money went back to the card: it cannot be refunded to the wallet."
         )

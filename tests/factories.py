@@ -154,8 +154,6 @@ def make_line(org: Organization, *, vapi_phone_id: str, phone_number: str):
         finished_at=now,
         phone_number=phone_number,
         vapi_phone_id=vapi_phone_id,
-        rental_started_at=now,
-        paid_until=add_months(now, 1),
     )
     return ManagedPhoneNumber.objects.create(
         org=org,
@@ -164,4 +162,6 @@ def make_line(org: Organization, *, vapi_phone_id: str, phone_number: str):
         twilio_number_sid=f"PN{next(_counter):032d}",
         subaccount_sid="AC" + "1" * 32,
         vapi_phone_id=vapi_phone_id,
+        rental_started_at=now,
+        paid_until=add_months(now, 1),
     )
