@@ -80,6 +80,8 @@ WALLET = {
     "org_id": "uuid",
     "balance_pence": "int8",
     "last_sequence": "int8",
+    "frozen_reason": "text",
+    "low_balance_pence": "int8",
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
 }
@@ -148,7 +150,7 @@ def seed(n: int) -> None:
             "billing_wallet",
             WALLET,
             [
-                (wallets[i], org, 0 if i < n else 2000, 0 if i < n else 1, now, now)
+                (wallets[i], org, 0 if i < n else 2000, 0 if i < n else 1, "", 500, now, now)
                 for i, org in enumerate(orgs)
             ],
         )

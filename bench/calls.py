@@ -70,7 +70,7 @@ def make_clinics() -> list[dict]:
                 amount_pence=billing.PHONE_NUMBER_PRICE_PENCE,
                 type=EntryType.PHONE_PROVISIONING,
                 idempotency_key="bench-number",
-            )
+            ).entry
             now = datetime.now(UTC)
             number, phone_id = f"+1555060{i:04d}", str(uuid.uuid4())
             attempt = ProvisioningAttempt.objects.create(
@@ -91,6 +91,8 @@ def make_clinics() -> list[dict]:
                 twilio_number_sid=f"PN{i:032d}",
                 subaccount_sid="AC" + "2" * 32,
                 vapi_phone_id=phone_id,
+                rental_started_at=now,
+                paid_until=now + timedelta(days=31),
             )
             assistant_id = str(uuid.uuid4())
             Agent.objects.create(
