@@ -30,7 +30,7 @@ from bench.table import Row, report  # noqa: E402
 BENCH_DB = "voxanne_bench_abandonment"
 SIZES = [1_000, 10_000, 100_000]
 PROMISE_ORGS_PER_SECOND = 100 / 5
-TARGET_ORGS_PER_SECOND = 2_000
+TARGET_ORGS_PER_SECOND = 1_000  # issue 13: the floor with the stock email path
 SHARDS = 2  # as ABANDONMENT_SHARDS: the scheduled pass runs as this many shard tasks
 
 
