@@ -1,4 +1,5 @@
-"""What every benchmark needs: a database of its own, Django set up on it, a gunicorn.
+"""What every benchmark needs: a database of its own, Django set up on it, a gunicorn (and,
+for the ones whose work goes through Celery, a worker).
 
 with bench_database("voxanne_bench_x") as admin_url:   # DATABASE_URL now points at it
     django_setup()                                    # migrate, fast password hashing
@@ -139,6 +140,43 @@ def gunicorn(
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@contextmanager
+def celery_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """A `celery -A voxanne worker` (solo pool) on the default queue with `env`, as production
+    runs it; its output goes to `log_path`. Stopped after."""
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "voxanne",
+                "worker",
+                "--pool",
+                "solo",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env={"LOG_LEVEL": "WARNING", "DJANGO_DEBUG": "0", **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
 
 
 def percentile(samples: list[float], q: int) -> float:
