@@ -18,12 +18,26 @@ Then the invariants, which make the script exit non-zero when broken:
 - every clinic's balance == its top-ups - 1000 x numbers it owns (+ bonuses);
 - the Twilio double holds exactly one number per clinic that has one (none for the others), and
   Vapi imported exactly those;
-- a month later (simulate_month: RENTAL_RUNS overlapping rental passes a day, from the
-  anniversary to the end of grace, one clinic in DRAINED_EVERY having spent its wallet): every
-  funded number's month 2 is charged exactly once, every drained clinic's number is released and
-  held neither at Twilio nor at Vapi with no rent charged, and the wallets still equal their
-  ledgers.
-Prints requests/s and p50/p95/p99 latency per endpoint, next to /healthz under the same load.
+- a month later (simulate_month: day by simulated day, `now=` given, no sleeping; a real
+  Celery worker beside gunicorn). Of every 10 numbers one clinic has spent its wallet
+  (DRAINED_EVERY), four turn auto-recharge on (PUT, with the card their Checkout top-up saved;
+  in every 40 numbers one card is declined and one wants authentication), five do not. Every
+  clinic but the drained pays a Checkout top-up at the Stripe double, then receives calls for
+  CALL_DAYS (end-of-call reports POSTed to Vapi's webhook with its secret, REPEATED of them
+  twice) until it has spent SPEND_PENCE; a debit below the threshold has the worker charge the
+  saved card off-session at the double, whose signed webhooks reach gunicorn twice each.
+  RENTAL_RUNS overlapping rental passes run each day, to the end of grace; reconcile_topups
+  once at the end. Then: the wallets still equal their ledgers; each call is charged exactly
+  once; each payment that succeeded at the double (Checkout sessions, off-session
+  PaymentIntents) is credited exactly once under its key, and nothing else is; the reconciler
+  had nothing left to credit; the refused clinics' auto-recharge is paused and their owners
+  emailed; every funded number's month 2 is charged exactly once; every drained clinic's
+  number is released and held neither at Twilio nor at Vapi, with no rent charged.
+Prints requests/s and p50/p95/p99 latency per endpoint, next to /healthz under the same load,
+and one line of what the month did.
+
+The worker takes the tasks of REDIS_URL's default queue: no other worker may consume that
+Redis database while this runs.
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ import os
 import random
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,35 +313,210 @@ def check_invariants(results: list[dict], twilio, vapi) -> list[str]:
 
 DRAINED_EVERY = 10  # one clinic in ten has spent its wallet when its number's month ends
 RENTAL_RUNS = 4  # overlapping rental passes on each simulated day
+CALL_DAYS = 30  # days of calls before the numbers' month ends
+REPEATED = 0.10  # share of end-of-call reports Vapi delivers a second time
+VAPI_SECRET = "bench-load-vapi-webhook-secret"
+CHECKOUT_PENCE = 2500  # every clinic but the drained pays one Checkout top-up first
+THRESHOLD_PENCE, RECHARGE_PENCE = 2000, 2500  # auto-recharge: below 20 pounds, add 25
+# What each kind of clinic spends on calls in the month (the last call overshoots by under
+# 4 pounds). From 15 + 25 pounds, plain clinics stay above 20; recharging ones cross it once on
+# calls and once more at the rent; refused ones cross it once and can still pay the rent.
+SPEND_PENCE = {"plain": 1800, "recharge": 4000, "decline": 2300, "authentication_required": 2300}
+# The Stripe double's refusing card outcomes, and the code we record for each.
+REFUSED = {"decline": "card_declined", "authentication_required": "authentication_required"}
 
 
-def simulate_month(results: list[dict], twilio, vapi) -> tuple[list[str], dict]:
-    """A month later: the rental passes (RENTAL_RUNS at once, each simulated day from the
-    anniversary to the end of grace) renew every funded number once and release the drained
-    clinics' numbers at Twilio and Vapi. Returns broken promises and what happened."""
-    import io
-    import threading
+def month_role(i: int) -> str:
+    """Of every 40 numbers: 4 drained, 14 on auto-recharge, 1 on auto-recharge whose card is
+    declined, 1 whose bank wants authentication, 20 plain."""
+    if i % DRAINED_EVERY == 0:
+        return "drained"
+    if i % 40 in (1, 2):
+        return list(REFUSED)[i % 40 - 1]
+    return "recharge" if i % 10 <= 4 else "plain"
+
+
+def fund_clinics(base: str, stripe, clinics: dict[str, dict]) -> list[str]:
+    """Each clinic but the drained pays a Checkout top-up on Stripe's page (its signed webhook
+    to gunicorn credits it and saves the card); the auto-recharge ones turn it on with PUT,
+    and the refused ones' cards are switched at the double. Returns what went wrong."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    def fund(org_id: str) -> str | None:
+        clinic = clinics[org_id]
+        headers = {"Authorization": f"Bearer {clinic['token']}"}
+        answer = http.post(
+            "/api/billing/wallet/topup", json={"amount_pence": CHECKOUT_PENCE}, headers=headers
+        )
+        if answer.status_code != 201:
+            return f"clinic {org_id}: top-up answered {answer.status_code} {answer.text[:200]}"
+        session_id = answer.json()["url"].rsplit("/", 1)[-1]
+        stripe.pay(session_id)
+        if clinic["role"] == "plain":
+            return None
+        answer = http.put(
+            "/api/billing/wallet/auto-recharge",
+            json={
+                "enabled": True,
+                "threshold_pence": THRESHOLD_PENCE,
+                "amount_pence": RECHARGE_PENCE,
+            },
+            headers=headers,
+        )
+        if answer.status_code != 200:
+            return f"clinic {org_id}: auto-recharge answered {answer.status_code} {answer.text}"
+        if clinic["role"] in REFUSED:
+            with stripe.lock:
+                intent = stripe.payment_intents[stripe.sessions[session_id]["payment_intent"]]
+            stripe.set_card(intent["payment_method"], clinic["role"])
+        return None
+
+    funded = [org_id for org_id, clinic in clinics.items() if clinic["role"] != "drained"]
+    with httpx.Client(base_url=base, timeout=60) as http, ThreadPoolExecutor(8) as pool:
+        return [problem for problem in pool.map(fund, funded) if problem]
+
+
+def stamp(at) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plan_calls(clinics: dict[str, dict], first_day) -> tuple[dict[int, list], dict]:
+    """Each funded clinic's calls on random days of CALL_DAYS from `first_day`, until they
+    cost its SPEND_PENCE, REPEATED of them reported again (the same day or the next). Returns
+    the end-of-call reports to send on each day, and each call's (org, seconds)."""
+    import uuid
     from datetime import timedelta
 
     from django.conf import settings
-    from django.core.management import call_command
-    from django.db import connection
-    from django.db.models import Sum
 
-    from billing.models import EntryType, LedgerEntry, Wallet
-    from billing.services import debit, wallet_for
-    from onboarding.models import ManagedPhoneNumber
-    from onboarding.rental import run_rental_pass
+    chance = random.Random(17)
+    rate = settings.CALL_RATE_PENCE_PER_MINUTE
+    days: dict[int, list[dict]] = defaultdict(list)
+    calls: dict[str, tuple[str, int]] = {}
+    for org_id, clinic in clinics.items():
+        spent, spend = 0, SPEND_PENCE.get(clinic["role"], 0)
+        while spent < spend:
+            seconds = chance.randint(20, 400)
+            spent += -(-seconds * rate // 60)
+            day = chance.randrange(CALL_DAYS)
+            ended = first_day + timedelta(days=day, seconds=chance.randint(0, 20 * 3600))
+            call_id = str(uuid.uuid4())
+            calls[call_id] = (org_id, seconds)
+            report = {
+                "type": "end-of-call-report",
+                "endedReason": "customer-ended-call",
+                "startedAt": stamp(ended - timedelta(seconds=seconds)),
+                "endedAt": stamp(ended),
+                "call": {
+                    "id": call_id,
+                    "phoneNumberId": clinic["phone_id"],
+                    "customer": {"number": "+447700900123"},
+                    "status": "ended",
+                },
+                "analysis": {"summary": "Booked a check-up."},
+            }
+            days[day].append(report)
+            if chance.random() < REPEATED:
+                days[min(day + chance.randint(0, 1), CALL_DAYS - 1)].append(report)
+    for reports in days.values():
+        chance.shuffle(reports)
+    return days, calls
+
+
+async def deliver_reports(base: str, reports: list[dict]) -> Counter:
+    """POST each report to Vapi's webhook with its secret, CONNECTIONS at a time (a closed
+    loop); counts the answers' outcomes (the HTTP status when it is not a 200)."""
+    import httpx
+
+    outcomes: Counter = Counter()
+    left = iter(reports)
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+
+        async def one_connection() -> None:
+            for report in left:
+                answer = await http.post(
+                    "/api/voice/vapi/webhook",
+                    json={"message": report},
+                    headers={"X-Vapi-Secret": VAPI_SECRET},
+                )
+                ok = answer.status_code == 200
+                outcomes[answer.json()["outcome"] if ok else answer.status_code] += 1
+
+        await asyncio.gather(*(one_connection() for _ in range(CONNECTIONS)))
+    return outcomes
+
+
+def worker_idle(broker, timeout: float = 300) -> bool:
+    """Wait until the Celery worker has taken every queued task and no recharge is in flight:
+    three quiet looks in a row, since a task just taken and not yet at Stripe is in neither
+    for a moment. False if that never happens within `timeout` seconds."""
+    from billing.models import RechargeAttempt, RechargeState
+    from voxanne.celery import app
     from voxanne.tenancy import system_context
 
-    # This process releases numbers and sends the grace emails itself (kept in memory).
-    for name, value in {**twilio.env(), **vapi.env()}.items():
+    queue = app.conf.task_default_queue
+    quiet, deadline = 0, time.monotonic() + timeout
+    while quiet < 3:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+        with system_context("bench month wait"):
+            flying = RechargeAttempt.objects.filter(state=RechargeState.IN_FLIGHT).exists()
+        # kombu's Redis transport keeps tasks taken but not yet acknowledged in "unacked".
+        busy = flying or broker.llen(queue) or broker.hlen("unacked")
+        quiet = 0 if busy else quiet + 1
+    return True
+
+
+def simulate_month(base: str, twilio, vapi, stripe) -> tuple[list[str], dict]:
+    """The month after the wizard, day by simulated day (`now=`, no sleeping), with a real
+    Celery worker: every funded clinic tops up by Checkout and receives calls (end-of-call
+    reports to gunicorn, some twice), the auto-recharge ones are recharged off-session
+    through the Stripe double (its signed webhooks to gunicorn, each delivered twice), a few
+    refused; each day the rental passes (RENTAL_RUNS at once; nothing is due before the
+    anniversary) until the end of grace; reconcile_topups once at the end. Returns broken
+    promises and what happened."""
+    import tempfile
+    import threading
+    from datetime import timedelta
+
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    from bench.harness import celery_worker
+    from billing.models import EntryType
+    from billing.services import debit, wallet_for
+    from billing.topups import reconcile_topups
+    from onboarding.models import ManagedPhoneNumber
+    from onboarding.rental import run_rental_pass
+    from voxanne.auth import tokens_for
+    from voxanne.tenancy import system_context
+
+    # This process releases numbers, sends the grace emails (kept in memory) and reconciles.
+    doubles = {**twilio.env(), **vapi.env(), **stripe.env()}
+    for name, value in doubles.items():
         setattr(settings, name, value)
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    problems: list[str] = []
+    stripe.webhook_url = f"{base}/api/billing/stripe/webhook"
+    stripe.duplicate(2)
+    stripe.checkout_emits_payment_intent_events = True  # as Stripe does; ignored by us
     with system_context("bench month"):
-        numbers = list(ManagedPhoneNumber.objects.filter(status="active"))
-        drained = {str(n.org_id) for i, n in enumerate(numbers) if i % DRAINED_EVERY == 0}
+        numbers = list(
+            ManagedPhoneNumber.objects.filter(status="active").select_related("org__owner")
+        )
+        clinics = {
+            str(n.org_id): {
+                "role": month_role(i),
+                "phone_id": n.vapi_phone_id,
+                "token": tokens_for(n.org.owner)["access"],
+            }
+            for i, n in enumerate(numbers)
+        }
+        drained = [org_id for org_id, c in clinics.items() if c["role"] == "drained"]
         for org_id in drained:
             debit(
                 org=org_id,
@@ -352,13 +541,67 @@ def simulate_month(results: list[dict], twilio, vapi) -> tuple[list[str], dict]:
         for run in runs:
             run.join(300)
 
-    day = first_due + timedelta(hours=1)
-    days = 0
-    while day <= last_grace:
-        passes(day)
-        day += timedelta(days=1)
-        days += 1
+    problems: list[str] = []
+    start = first_due - timedelta(days=CALL_DAYS) + timedelta(hours=1)
+    reports, calls = plan_calls(clinics, start)
+    outcomes: Counter = Counter()
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    log = Path(tempfile.mkstemp(prefix="voxanne-bench-load-worker-", suffix=".log")[1])
+    env = {**os.environ, **doubles, "EMAIL_BACKEND": settings.EMAIL_BACKEND}
+    with celery_worker(env, log):
+        problems += fund_clinics(base, stripe, clinics)
+        day, days = start, 0
+        while day <= last_grace:
+            outcomes += asyncio.run(deliver_reports(base, reports.get(days, [])))
+            if not worker_idle(broker):
+                problems.append(f"the worker did not finish day {days}'s tasks (log: {log})")
+                break
+            passes(day)
+            day += timedelta(days=1)
+            days += 1
+        if not worker_idle(broker):
+            problems.append(f"the worker did not finish the rent's tasks (log: {log})")
+    if not problems:
+        log.unlink()
+    with system_context("bench month reconcile"):
+        reconciled = reconcile_topups()
+    repaired = reconciled.repaired + reconciled.recharges_repaired
+    if repaired:
+        problems.append(f"reconcile_topups had to credit {len(repaired)} payments: {repaired[:5]}")
+    if set(outcomes) - {"processed", "duplicate"}:
+        problems.append(f"end-of-call reports answered {dict(outcomes)}")
+    found, summary = check_month(clinics, numbers, calls, twilio, vapi, stripe)
+    summary = {
+        "calls": len(calls),
+        "reports_delivered": sum(outcomes.values()),
+        **summary,
+        "simulated_days": days,
+        "rental_passes": days * RENTAL_RUNS,
+    }
+    return problems + found, summary
 
+
+def check_month(clinics, numbers, calls, twilio, vapi, stripe) -> tuple[list[str], dict]:
+    """After the month: the wallets equal their ledgers, each call is charged once, each
+    payment that succeeded at the double is credited once, the refused clinics' auto-recharge
+    is paused (and they were emailed), the funded numbers were renewed once and the drained
+    ones released everywhere. Returns broken promises and the month's counts."""
+    import io
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db.models import Count, Q, Sum
+
+    from billing.models import AutoRecharge, EntryType, LedgerEntry, RechargeAttempt, Wallet
+    from onboarding.models import ManagedPhoneNumber
+    from voxanne.tenancy import system_context
+
+    def by_key(entries) -> dict[str, tuple[int, int]]:
+        """(how many entries, their sum) per idempotency key."""
+        grouped = entries.values("idempotency_key").annotate(n=Count("id"), s=Sum("amount_pence"))
+        return {g["idempotency_key"]: (g["n"], g["s"]) for g in grouped}
+
+    problems: list[str] = []
     with system_context("bench month check"):
         out = io.StringIO()
         try:
@@ -368,6 +611,12 @@ def simulate_month(results: list[dict], twilio, vapi) -> tuple[list[str], dict]:
                 problems.append(
                     f"reconcile_wallets failed after the month: {out.getvalue()[-300:]}"
                 )
+        charged = by_key(LedgerEntry.objects.filter(type=EntryType.CALL_CHARGE))
+        credited = by_key(
+            LedgerEntry.objects.filter(
+                Q(idempotency_key__startswith="topup:") | Q(idempotency_key__startswith="recharge:")
+            )
+        )
         rentals = {
             str(o): n
             for o, n in LedgerEntry.objects.filter(type=EntryType.NUMBER_RENTAL)
@@ -375,14 +624,68 @@ def simulate_month(results: list[dict], twilio, vapi) -> tuple[list[str], dict]:
             .annotate(n=Sum("amount_pence"))
             .values_list("org_id", "n")
         }
+        rules = {str(r.org_id): r for r in AutoRecharge.objects.all()}
+        attempts = defaultdict(list)
+        for attempt in RechargeAttempt.objects.all():
+            attempts[str(attempt.org_id)].append(attempt)
         state = {str(n.org_id): n for n in ManagedPhoneNumber.objects.all()}
         balances = {str(o): b for o, b in Wallet.objects.values_list("org_id", "balance_pence")}
+
+    rate = settings.CALL_RATE_PENCE_PER_MINUTE
+    for call_id, (_, seconds) in calls.items():
+        cost = -(-seconds * rate // 60)  # ceil(seconds x rate / 60)
+        expected = (1, -cost)  # one charge of it
+        if charged.get(f"call:{call_id}") != expected:
+            problems.append(
+                f"call {call_id}: (charges, pence) {charged.get(f'call:{call_id}')} != {expected}"
+            )
+    if len(charged) != len(calls):
+        problems.append(f"{len(charged)} calls charged, {len(calls)} made")
+
+    with stripe.lock:
+        paid = {
+            f"topup:{s['id']}": s["amount_total"]
+            for s in stripe.sessions.values()
+            if s["payment_status"] == "paid"
+        }
+        recharged = {
+            f"recharge:{i['id']}": i["amount_received"]
+            for i in stripe.payment_intents.values()
+            if i["off_session"] and i["status"] == "succeeded"
+        }
+    for key, amount in {**paid, **recharged}.items():
+        if credited.get(key) != (1, amount):
+            problems.append(
+                f"Stripe payment {key} of {amount}: (credits, pence) {credited.get(key)}"
+            )
+    for key in credited.keys() - paid.keys() - recharged.keys():
+        problems.append(f"{key} credited {credited[key]}, but Stripe has no such payment")
+
+    declined = 0
+    for org_id, clinic in clinics.items():
+        role, tries = clinic["role"], attempts[org_id]
+        paused = getattr(rules.get(org_id), "paused_reason", "")
+        if role in REFUSED:
+            failed = [a for a in tries if a.state == "failed" and a.error_code == REFUSED[role]]
+            declined += len(failed)
+            if not (paused.startswith(REFUSED[role]) and rules[org_id].enabled):
+                problems.append(f"clinic {org_id}: {role}, yet auto-recharge is {paused or 'on'!r}")
+            if not failed or any(a.owner_notified_at is None for a in failed):
+                problems.append(f"clinic {org_id}: {role}, no failed attempt emailed to the owner")
+        elif role == "recharge":
+            if paused or not any(a.state == "succeeded" for a in tries):
+                problems.append(f"clinic {org_id}: never recharged (paused: {paused!r})")
+        elif tries:
+            problems.append(
+                f"clinic {org_id}: {role} without auto-recharge, yet {len(tries)} attempts"
+            )
+
     imported = set(vapi.imported_numbers())
     held = {n["phone_number"] for n in twilio.owned_numbers()}
     for number in numbers:
         org = str(number.org_id)
         now_state = state[org]
-        if org in drained:
+        if clinics[org]["role"] == "drained":
             if now_state.status != "released" or now_state.provider_released_at is None:
                 problems.append(f"clinic {org}: unpaid number {number.phone_number} not released")
             if rentals.get(org):
@@ -398,11 +701,13 @@ def simulate_month(results: list[dict], twilio, vapi) -> tuple[list[str], dict]:
         if not released and number.phone_number not in held:
             problems.append(f"active {number.phone_number} not held at Twilio")
     summary = {
+        "call_charges": len(charged),
+        "checkout_topups": len(paid),
+        "recharges_ok": len(recharged),
+        "recharges_declined": declined,
         "numbers": len(numbers),
-        "renewed": len(numbers) - len(drained),
-        "released": len(drained),
-        "simulated_days": days,
-        "rental_passes": days * RENTAL_RUNS,
+        "renewed": sum(1 for n in state.values() if n.months_paid == 2),
+        "released": sum(1 for n in state.values() if n.status == "released"),
     }
     return problems, summary
 
@@ -425,22 +730,28 @@ def main() -> int:
                     idempotency_key="load-topup",
                 )
 
+        from sandbox.stripe import StripeDouble
+
         twilio, vapi = flaky_doubles()
+        stripe = StripeDouble().start()
         try:
             env = {
                 **os.environ,
                 **twilio.env(),
                 **vapi.env(),
+                **stripe.env(),
+                "VAPI_WEBHOOK_SECRET": VAPI_SECRET,
                 "AUTH_THROTTLE_RATE": "100000/second",
             }
             with gunicorn(env) as server:
                 rec, results, elapsed, health, health_s, status = asyncio.run(
                     drive(server.url, top_up)
                 )
-            problems = check_invariants(results, twilio, vapi)
-            month_problems, month = simulate_month(results, twilio, vapi)
-            problems += month_problems
+                problems = check_invariants(results, twilio, vapi)
+                month_problems, month = simulate_month(server.url, twilio, vapi, stripe)
+                problems += month_problems
         finally:
+            stripe.stop()
             vapi.stop()
             twilio.stop()
 
