@@ -542,6 +542,7 @@ def simulate_month(base: str, twilio, vapi, stripe) -> tuple[list[str], dict]:
             run.join(300)
 
     problems: list[str] = []
+    began = time.perf_counter()
     start = first_due - timedelta(days=CALL_DAYS) + timedelta(hours=1)
     reports, calls = plan_calls(clinics, start)
     outcomes: Counter = Counter()
@@ -577,6 +578,7 @@ def simulate_month(base: str, twilio, vapi, stripe) -> tuple[list[str], dict]:
         **summary,
         "simulated_days": days,
         "rental_passes": days * RENTAL_RUNS,
+        "seconds": round(time.perf_counter() - began),
     }
     return problems + found, summary
 
