@@ -554,30 +554,44 @@ class StripeDouble(FaultyDouble):
             return Reply(200, self._public_session(session, params.get("expand") or []))
 
     def _list_sessions(self, params: dict) -> Reply:
+        return self._list(
+            self.sessions,
+            params,
+            kind="checkout.session",
+            url="/v1/checkout/sessions",
+            public=self._public_session,
+        )
+
+    def _list(
+        self,
+        objects: dict[str, dict],
+        params: dict,
+        *,
+        kind: str,
+        url: str,
+        public: Callable[[dict], dict],
+    ) -> Reply:
+        """A Stripe list object of `objects`, newest first: `created[gte]` / `created[lte]`, the
+        `starting_after` cursor and `limit` (10 by default, at most 100)."""
         created = params.get("created") or {}
         limit = min(int(params.get("limit") or 10), 100)
         after = params.get("starting_after")
         with self.lock:
-            rows = sorted(self.sessions.values(), key=lambda s: s["id"], reverse=True)
-            rows.sort(key=lambda s: s["created"], reverse=True)  # newest first, stable by id
+            rows = sorted(objects.values(), key=lambda o: o["id"], reverse=True)
+            rows.sort(key=lambda o: o["created"], reverse=True)  # newest first, stable by id
             if "gte" in created:
-                rows = [s for s in rows if s["created"] >= int(created["gte"])]
+                rows = [o for o in rows if o["created"] >= int(created["gte"])]
             if "lte" in created:
-                rows = [s for s in rows if s["created"] <= int(created["lte"])]
+                rows = [o for o in rows if o["created"] <= int(created["lte"])]
             if after:
-                ids = [s["id"] for s in rows]
+                ids = [o["id"] for o in rows]
                 if after not in ids:
-                    return missing("checkout.session", after)
+                    return missing(kind, after)
                 rows = rows[ids.index(after) + 1 :]
-            page = [self._public_session(s) for s in rows[:limit]]
+            page = [public(o) for o in rows[:limit]]
         return Reply(
             200,
-            {
-                "object": "list",
-                "url": "/v1/checkout/sessions",
-                "has_more": len(rows) > limit,
-                "data": page,
-            },
+            {"object": "list", "url": url, "has_more": len(rows) > limit, "data": page},
         )
 
     def _expire_by_api(self, session_id: str) -> Reply:
@@ -731,28 +745,12 @@ class StripeDouble(FaultyDouble):
         )
 
     def _list_payment_intents(self, params: dict) -> Reply:
-        created = params.get("created") or {}
-        limit = min(int(params.get("limit") or 10), 100)
-        after = params.get("starting_after")
-        with self.lock:
-            rows = sorted(self.payment_intents.values(), key=lambda i: i["id"], reverse=True)
-            rows.sort(key=lambda i: i["created"], reverse=True)
-            if "gte" in created:
-                rows = [i for i in rows if i["created"] >= int(created["gte"])]
-            if after:
-                ids = [i["id"] for i in rows]
-                if after not in ids:
-                    return missing("payment_intent", after)
-                rows = rows[ids.index(after) + 1 :]
-            page = [dict(i) for i in rows[:limit]]
-        return Reply(
-            200,
-            {
-                "object": "list",
-                "url": "/v1/payment_intents",
-                "has_more": len(rows) > limit,
-                "data": page,
-            },
+        return self._list(
+            self.payment_intents,
+            params,
+            kind="payment_intent",
+            url="/v1/payment_intents",
+            public=dict,
         )
 
     def _refund(self, charge: dict, amount: int | None, metadata: dict) -> dict:
