@@ -555,24 +555,19 @@ class StripeDouble(FaultyDouble):
 
     def _list_sessions(self, params: dict) -> Reply:
         return self._list(
-            self.sessions,
-            params,
-            kind="checkout.session",
-            url="/v1/checkout/sessions",
-            public=self._public_session,
+            "checkout.session", "/v1/checkout/sessions", self.sessions, params, self._public_session
         )
 
     def _list(
         self,
-        objects: dict[str, dict],
-        params: dict,
-        *,
         kind: str,
         url: str,
-        public: Callable[[dict], dict],
+        objects: dict[str, dict],
+        params: dict,
+        public: Callable[[dict], dict] = dict,
     ) -> Reply:
-        """A Stripe list object of `objects`, newest first: `created[gte]` / `created[lte]`, the
-        `starting_after` cursor and `limit` (10 by default, at most 100)."""
+        """The list object at `url` of `objects` (`kind`s), newest first: `created[gte]` /
+        `created[lte]`, the `starting_after` cursor and `limit` (10 by default, at most 100)."""
         created = params.get("created") or {}
         limit = min(int(params.get("limit") or 10), 100)
         after = params.get("starting_after")
@@ -745,13 +740,7 @@ class StripeDouble(FaultyDouble):
         )
 
     def _list_payment_intents(self, params: dict) -> Reply:
-        return self._list(
-            self.payment_intents,
-            params,
-            kind="payment_intent",
-            url="/v1/payment_intents",
-            public=dict,
-        )
+        return self._list("payment_intent", "/v1/payment_intents", self.payment_intents, params)
 
     def _refund(self, charge: dict, amount: int | None, metadata: dict) -> dict:
         remaining = charge["amount"] - charge["amount_refunded"]
