@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 
 from abandonment.models import Sequence
+from voxanne.emails import templated_email
 from voxanne.errors import ApiError
 
 TEMPLATES = {
@@ -86,9 +86,10 @@ def compose(
     }
     template = f"emails/abandonment/{TEMPLATES[sequence]}"
     domain = urlsplit(base).hostname or "voxanne.local"
-    message = EmailMultiAlternatives(
+    return templated_email(
+        template,
+        context,
         subject=subject_for(sequence, clinic_name),
-        body=render_to_string(f"{template}.txt", context),
         to=[email],
         headers={
             "List-Unsubscribe": f"<{link}>",
@@ -97,5 +98,3 @@ def compose(
             "Message-ID": f"<abandonment-{sequence}-{org_id}@{domain}>",
         },
     )
-    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
-    return message

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import bench_database, django_setup, gunicorn, percentile  # noqa: E402
+from bench.harness import (  # noqa: E402
+    bench_database,
+    closed_loop,
+    django_setup,
+    gunicorn,
+    percentile,
+    sign_up_clinics,
+)
 from bench.table import Row, report  # noqa: E402
 
 BENCH_DB = "voxanne_bench_api"
@@ -37,43 +42,13 @@ READS = ["/api/onboarding/status", "/api/billing/wallet"]
 
 
 def drive(base: str, path: str, tokens: list[str], requests: int) -> tuple[float, list[float]]:
-    """`requests` GETs of `path`, CONNECTIONS at a time; returns (elapsed, latencies)."""
-    import httpx
-
-    latencies: list[float] = []
-    failures: list[str] = []
-    left = iter(range(requests))
-    lock = threading.Lock()
-    start = threading.Barrier(CONNECTIONS + 1)
-
-    def connection(n: int) -> None:
-        with httpx.Client(base_url=base, timeout=60) as http:
-            start.wait()
-            while True:
-                with lock:
-                    i = next(left, None)
-                if i is None:
-                    return
-                token = tokens[(i + n) % len(tokens)]
-                began = time.perf_counter()
-                response = http.get(path, headers={"Authorization": f"Bearer {token}"})
-                took = time.perf_counter() - began
-                with lock:
-                    latencies.append(took)
-                    if response.status_code != 200:
-                        failures.append(f"{path} {response.status_code} {response.text[:200]}")
-
-    threads = [threading.Thread(target=connection, args=(n,)) for n in range(CONNECTIONS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    if failures:
-        sys.exit(f"{len(failures)} requests failed, e.g. {failures[0]}")
-    return elapsed, latencies
+    """`requests` GETs of `path`, the tokens taking turns, CONNECTIONS at a time; returns
+    (elapsed, latencies)."""
+    gets = [
+        ("GET", path, {"headers": {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}})
+        for i in range(requests)
+    ]
+    return closed_loop(base, gets, clients=CONNECTIONS)
 
 
 def statements_per_request(path: str, token: str) -> int:
@@ -97,20 +72,13 @@ def main() -> int:
     with bench_database(BENCH_DB):
         django_setup()
         logging.getLogger("voxanne.access").setLevel(logging.WARNING)  # the in-process counts
-        from voxanne import services
         from voxanne.auth import tokens_for
         from voxanne.tenancy import system_context
 
         with system_context("bench set-up"):
             tokens = [
-                tokens_for(
-                    services.sign_up(
-                        email=f"api{i}@clinic.test",
-                        password="bench-password-1234",
-                        clinic_name=f"Api Clinic {i}",
-                    ).user
-                )["access"]
-                for i in range(CLINICS)
+                tokens_for(signed.user)["access"]
+                for signed in sign_up_clinics(CLINICS, prefix="api")
             ]
         statements = {path: statements_per_request(path, tokens[0]) for path in [FLOOR, *READS]}
         elapsed = {path: 0.0 for path in [FLOOR, *READS]}

@@ -44,21 +44,17 @@ RATE = 56
 
 def make_clinics() -> list[dict]:
     """CLINICS clinics as provisioning and the agents API leave them (no provider involved)."""
+    from bench.harness import sign_up_clinics
     from billing import services as billing
     from billing.models import EntryType
     from onboarding.models import AttemptState, ManagedPhoneNumber, ProvisioningAttempt
     from voice.models import Agent
-    from voxanne import services
     from voxanne.tenancy import system_context
 
     clinics = []
     with system_context("bench calls setup"):
-        for i in range(CLINICS):
-            org = services.sign_up(
-                email=f"calls{i}@clinic.test",
-                password="calls-bench-password-1234",
-                clinic_name=f"Calls Clinic {i}",
-            ).organization
+        for i, signed in enumerate(sign_up_clinics(CLINICS, prefix="calls")):
+            org = signed.organization
             billing.credit(
                 org=org,
                 amount_pence=TOPUP_PENCE + billing.PHONE_NUMBER_PRICE_PENCE,

@@ -1,9 +1,14 @@
-"""What every benchmark needs: a database of its own, Django set up on it, a gunicorn (and,
-for the ones whose work goes through Celery, a worker).
+"""What every benchmark needs: a database of its own, Django set up on it, clinics, a gunicorn
+(and, for the ones whose work goes through Celery, a worker), client connections to drive it,
+and the books checked afterwards.
 
 with bench_database("voxanne_bench_x") as admin_url:   # DATABASE_URL now points at it
     django_setup()                                    # migrate, fast password hashing
-    ...
+    clinics = sign_up_clinics(20)
+    with gunicorn(env) as server:
+        health_s, health = healthz_baseline(server.url, 1000, clients=8)
+        took, latencies = closed_loop(server.url, [("POST", path, {"json": {}})], clients=8)
+    assert not wallets_off_their_ledger()
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +26,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH_PASSWORD = "bench-password-1234"
+HEALTHZ = ("GET", "/healthz", {})
 
 
 @contextmanager
@@ -67,6 +75,39 @@ def django_setup(*, migrate: bool = True) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if migrate:
         call_command("migrate", verbosity=0)
+
+
+def sign_up_clinics(count: int, *, prefix: str = "bench") -> list:
+    """`count` clinics signed up as the API signs them up: owner `<prefix><i>@clinic.test`,
+    clinic "<Prefix> Clinic <i>". Returns the sign-ups (`.organization`, `.user`)."""
+    from voxanne import services
+
+    return [
+        services.sign_up(
+            email=f"{prefix}{i}@clinic.test",
+            password=BENCH_PASSWORD,
+            clinic_name=f"{prefix.capitalize()} Clinic {i}",
+        )
+        for i in range(count)
+    ]
+
+
+def wallets_off_their_ledger() -> list:
+    """The clinics whose wallet balance is not the sum of their ledger entries (none, when the
+    books hold)."""
+    from django.db.models import Sum
+
+    from billing.models import LedgerEntry, Wallet
+    from voxanne.tenancy import system_context
+
+    with system_context("bench check"):
+        sums = dict(
+            LedgerEntry.objects.values("org_id")
+            .annotate(s=Sum("amount_pence"))
+            .values_list("org_id", "s")
+        )
+        wallets = Wallet.objects.values_list("org_id", "balance_pence")
+        return [org for org, balance in wallets if sums.get(org, 0) != balance]
 
 
 def free_port() -> int:
@@ -177,6 +218,58 @@ def celery_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Po
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait(10)
+
+
+def closed_loop(
+    base: str, requests: list[tuple[str, str, dict]], *, clients: int
+) -> tuple[float, list[float]]:
+    """Send `requests` (method, path, httpx keyword arguments), in order, over `clients`
+    connections, each sending its next request when its last one is answered. Returns the
+    seconds it took and each request's latency; exits the script if any answer is not a 200."""
+    import httpx
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    queue = list(reversed(requests))
+    start = threading.Barrier(clients + 1)
+
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            start.wait()
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    method, path, kwargs = queue.pop()
+                began = time.perf_counter()
+                response = http.request(method, path, **kwargs)
+                took = time.perf_counter() - began
+                with lock:
+                    latencies.append(took)
+                    if response.status_code != 200:
+                        failures.append(
+                            f"{method} {path} {response.status_code} {response.text[:200]}"
+                        )
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    if failures:
+        sys.exit(f"{len(failures)} requests failed, e.g. {failures[0]}")
+    return elapsed, latencies
+
+
+def healthz_baseline(base: str, requests: int, *, clients: int) -> tuple[float, list[float]]:
+    """The usual baseline: `requests` GET /healthz through `clients` connections to the same
+    server, after 200 to warm it up (imports, connections). As `closed_loop` returns."""
+    closed_loop(base, [HEALTHZ] * 200, clients=clients)
+    return closed_loop(base, [HEALTHZ] * requests, clients=clients)
 
 
 def percentile(samples: list[float], q: int) -> float:

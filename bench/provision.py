@@ -16,60 +16,27 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import bench_database, django_setup, gunicorn, percentile  # noqa: E402
+from bench.harness import (  # noqa: E402
+    bench_database,
+    closed_loop,
+    django_setup,
+    gunicorn,
+    healthz_baseline,
+    percentile,
+    sign_up_clinics,
+    wallets_off_their_ledger,
+)
 from bench.table import Row, report  # noqa: E402
 
 BENCH_DB = "voxanne_bench_provision"
 WORKERS = 4
 CLIENTS = 4
 PROVISIONS = 200
-
-
-def _drive(base: str, requests: list[tuple[str, str, str | None]]) -> tuple[float, list[float]]:
-    """CLIENTS threads share `requests` (method, path, token); returns (elapsed, latencies)."""
-    import httpx
-
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    queue = list(reversed(requests))
-    start = threading.Barrier(CLIENTS + 1)
-
-    def client() -> None:
-        with httpx.Client(base_url=base, timeout=60) as http:
-            start.wait()
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    method, path, token = queue.pop()
-                headers = {"Authorization": f"Bearer {token}"} if token else {}
-                began = time.perf_counter()
-                response = http.request(method, path, headers=headers, json={} if token else None)
-                took = time.perf_counter() - began
-                with lock:
-                    latencies.append(took)
-                    if response.status_code != 200:
-                        failures.append(f"{response.status_code} {response.text[:200]}")
-
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    if failures:
-        sys.exit(f"{len(failures)} requests failed, e.g. {failures[0]}")
-    return elapsed, latencies
 
 
 def main() -> int:
@@ -79,14 +46,11 @@ def main() -> int:
 
 
 def measure() -> int:
-    from django.db.models import Sum
-
-    from billing.models import EntryType, LedgerEntry, Wallet
+    from billing.models import EntryType
     from billing.services import credit
     from onboarding.models import ManagedPhoneNumber
     from sandbox.twilio import TwilioDouble
     from sandbox.vapi import VapiDouble
-    from voxanne import services
     from voxanne.auth import tokens_for
     from voxanne.tenancy import system_context
 
@@ -95,12 +59,7 @@ def measure() -> int:
     try:
         with system_context("bench"):
             tokens = []
-            for i in range(PROVISIONS):
-                signed = services.sign_up(
-                    email=f"bench{i}@clinic.test",
-                    password="bench-password-1234",
-                    clinic_name=f"Bench {i}",
-                )
+            for signed in sign_up_clinics(PROVISIONS):
                 credit(
                     org=signed.organization,
                     amount_pence=5000,
@@ -110,20 +69,16 @@ def measure() -> int:
                 tokens.append(tokens_for(signed.user)["access"])
         path = "/api/onboarding/provision-number"
         with gunicorn({**os.environ, **twilio.env(), **vapi.env()}, workers=WORKERS) as server:
-            base = server.url
-            _drive(base, [("GET", "/healthz", None)] * 200)  # warm-up: imports, connections
-            health_s, health = _drive(base, [("GET", "/healthz", None)] * PROVISIONS)
-            prov_s, prov = _drive(base, [("POST", path, token) for token in tokens])
+            health_s, health = healthz_baseline(server.url, PROVISIONS, clients=CLIENTS)
+            provisions = [
+                ("POST", path, {"json": {}, "headers": {"Authorization": f"Bearer {token}"}})
+                for token in tokens
+            ]
+            prov_s, prov = closed_loop(server.url, provisions, clients=CLIENTS)
 
         with system_context("bench check"):
             numbers = ManagedPhoneNumber.objects.filter(status="active").count()
-            wallets = Wallet.objects.values_list("org_id", "balance_pence")
-            sums = dict(
-                LedgerEntry.objects.values("org_id")
-                .annotate(s=Sum("amount_pence"))
-                .values_list("org_id", "s")
-            )
-            mismatched = [org for org, balance in wallets if sums.get(org, 0) != balance]
+        mismatched = wallets_off_their_ledger()
         assert numbers == PROVISIONS == len(twilio.owned_numbers()) == len(vapi.imports)
         assert not mismatched, mismatched[:3]
 

@@ -18,14 +18,21 @@ from __future__ import annotations
 import os
 import random
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import bench_database, django_setup, gunicorn, percentile  # noqa: E402
+from bench.harness import (  # noqa: E402
+    bench_database,
+    closed_loop,
+    django_setup,
+    gunicorn,
+    healthz_baseline,
+    percentile,
+    sign_up_clinics,
+    wallets_off_their_ledger,
+)
 from bench.table import Row, report  # noqa: E402
 
 BENCH_DB = "voxanne_bench_topups"
@@ -37,48 +44,6 @@ DELIVERIES = 1000
 WEBHOOK = "/api/billing/stripe/webhook"
 
 
-def _drive(base: str, requests: list[tuple[str, bytes | None, dict]]) -> tuple[float, list]:
-    """CLIENTS threads share `requests` (path, body, headers); returns (elapsed, latencies)."""
-    import httpx
-
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    queue = list(reversed(requests))
-    start = threading.Barrier(CLIENTS + 1)
-
-    def client() -> None:
-        with httpx.Client(base_url=base, timeout=60) as http:
-            start.wait()
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    path, body, headers = queue.pop()
-                began = time.perf_counter()
-                if body is None:
-                    response = http.get(path)
-                else:
-                    response = http.post(path, content=body, headers=headers)
-                took = time.perf_counter() - began
-                with lock:
-                    latencies.append(took)
-                    if response.status_code != 200:
-                        failures.append(f"{response.status_code} {response.text[:200]}")
-
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    if failures:
-        sys.exit(f"{len(failures)} requests failed, e.g. {failures[0]}")
-    return elapsed, latencies
-
-
 def main() -> int:
     with bench_database(BENCH_DB):
         django_setup()
@@ -87,12 +52,11 @@ def main() -> int:
 
 def measure() -> int:
     from django.conf import settings
-    from django.db.models import Count, Sum
+    from django.db.models import Count
 
-    from billing.models import LedgerEntry, TopUp, Wallet, WebhookEvent
+    from billing.models import LedgerEntry, TopUp, WebhookEvent
     from billing.topups import start_topup
     from sandbox.stripe import StripeDouble
-    from voxanne import services
     from voxanne.tenancy import system_context
 
     stripe = StripeDouble().start()
@@ -100,14 +64,9 @@ def measure() -> int:
         for name, value in stripe.env().items():
             setattr(settings, name, value)
         with system_context("bench"):
-            for i in range(ORGS):
-                org = services.sign_up(
-                    email=f"bench{i}@clinic.test",
-                    password="bench-password-1234",
-                    clinic_name=f"Bench {i}",
-                ).organization
+            for signed in sign_up_clinics(ORGS):
                 for _ in range(TOPUPS_PER_ORG):
-                    start_topup(org=org, amount_pence=2500)
+                    start_topup(org=signed.organization, amount_pence=2500)
         stripe.hold()
         for session_id in list(stripe.sessions):
             stripe.pay(session_id)
@@ -118,14 +77,12 @@ def measure() -> int:
         deliveries = []
         for event in chosen:
             body, headers = stripe.signed(event)
-            deliveries.append((WEBHOOK, body, headers))
+            deliveries.append(("POST", WEBHOOK, {"content": body, "headers": headers}))
 
         env = {**os.environ, **stripe.env()}
         with gunicorn(env, workers=WORKERS) as server:
-            base = server.url
-            _drive(base, [("/healthz", None, {})] * 200)  # warm-up: imports, connections
-            health_s, health = _drive(base, [("/healthz", None, {})] * DELIVERIES)
-            hook_s, hooks = _drive(base, deliveries)
+            health_s, health = healthz_baseline(server.url, DELIVERIES, clients=CLIENTS)
+            hook_s, hooks = closed_loop(server.url, deliveries, clients=CLIENTS)
 
         with system_context("bench check"):
             keys = (
@@ -137,13 +94,7 @@ def measure() -> int:
             expected = {f"topup:{s}" for s in stripe.sessions}
             paid = TopUp.objects.filter(status="paid").count()
             inbox = WebhookEvent.objects.count()
-            sums = dict(
-                LedgerEntry.objects.values("org_id")
-                .annotate(s=Sum("amount_pence"))
-                .values_list("org_id", "s")
-            )
-            wallets = Wallet.objects.values_list("org_id", "balance_pence")
-            mismatched = [org for org, balance in wallets if sums.get(org, 0) != balance]
+        mismatched = wallets_off_their_ledger()
         assert credited_once == expected and len(keys) == len(expected), "not credited once"
         assert paid == len(events) == inbox, (paid, len(events), inbox)
         assert not mismatched, mismatched[:3]

@@ -9,13 +9,15 @@ call, a `log_change` entry on the clinic, a message, a redirect.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
@@ -45,6 +47,11 @@ REFUND_PERMISSION = "billing.issue_refund"
 CREDIT_PERMISSION = "billing.add_credit"
 CARD_REFUND_PERMISSION = "billing.refund_to_card"
 UNFREEZE_PERMISSION = "billing.unfreeze_wallet"
+# The same rendered refund form submitted again with another amount (its nonce is spent).
+RESUBMITTED_REFUND = (
+    "This form was already submitted with a different amount. "
+    "Reload the refund page to issue another refund."
+)
 INLINE_ENTRIES = 50  # newest entries shown on the clinic page; the rest are one link away
 
 csrf_protect_m = method_decorator(csrf_protect)
@@ -183,11 +190,79 @@ class LedgerEntryInline(ReadOnlyAdminMixin, LedgerColumnsMixin, admin.TabularInl
 
 
 class MoneyFormViewMixin:
-    """Renders the refund and credit forms in the admin's look."""
+    """The steps the money screens share; each view brings its form, its one service call and
+    its messages.
+
+    A money form carries a nonce made when it is first rendered, and the service's idempotency
+    key is built from it: the same rendered form submitted twice moves money once.
+    """
 
     money_form_template = "admin/billing/money_form.html"
+    # (route below the object's URL, view method, URL name) of each money screen
+    money_views: list[tuple[str, str, str]] = []
+
+    def get_urls(self):
+        screens = [
+            path(
+                f"<path:object_id>/{route}/",
+                self.admin_site.admin_view(getattr(self, view)),
+                name=name,
+            )
+            for route, view, name in self.money_views
+        ]
+        return [*screens, *super().get_urls()]
+
+    def get_money_object(self, request, object_id, *, permission: str):
+        """The object the screen acts on. Raises PermissionDenied without `permission`, Http404
+        when there is no such object."""
+        if not request.user.has_perm(permission):
+            raise PermissionDenied
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with this id.")
+        return obj
+
+    def submit_money_form(
+        self,
+        request,
+        form_class,
+        *,
+        initial: Callable[[], dict],
+        move_money: Callable[[dict], Any],
+        outcome: Callable[[Any, Any], HttpResponse | None],
+        resubmitted: str,
+        refused: type[Exception] | tuple[type[Exception], ...] = (),
+    ):
+        """(form, response). Not a POST: a new form with `initial()` and a fresh nonce, and no
+        response. A valid POST: `move_money(cleaned_data)` is the one service call, and
+        `outcome(result, form)` writes the audit entry and message and returns the redirect (or
+        None to show the form again). A nonce reused with other details shows `resubmitted` on
+        the form, a `refused` exception its own message."""
+        if request.method != "POST":
+            return form_class(initial={**initial(), "nonce": uuid.uuid4()}), None
+        form = form_class(request.POST)
+        if form.is_valid():
+            try:
+                result = move_money(form.cleaned_data)
+            except IdempotencyKeyReused:
+                form.add_error(None, resubmitted)
+            except refused as exc:
+                form.add_error(None, exc.message)
+            else:
+                return form, outcome(result, form)
+        return form, None
+
+    def report_money_moved(self, request, org, *, created: bool, change: str, repeated: str):
+        """Money moved: the `change` as an audit entry on the clinic and a success message. The
+        same form submitted again (nothing moved): the `repeated` warning."""
+        if created:
+            self.log_change(request, org, change)
+            messages.success(request, change)
+        else:
+            messages.warning(request, repeated)
 
     def render_money_form(self, request, *, form, original, title, summary, submit_label):
+        """The refund and credit forms in the admin's look."""
         request.current_app = self.admin_site.name
         context = {
             **self.admin_site.each_context(request),
@@ -243,19 +318,10 @@ class LedgerEntryAdmin(
     ]
     readonly_fields = fields
     change_form_template = "admin/billing/ledgerentry/change_form.html"
+    money_views = [("refund", "issue_refund_view", "billing_ledgerentry_refund")]
 
     def get_queryset(self, request):
         return _with_refunded(super().get_queryset(request))
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/refund/",
-                self.admin_site.admin_view(self.issue_refund_view),
-                name="billing_ledgerentry_refund",
-            ),
-            *super().get_urls(),
-        ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
@@ -266,57 +332,53 @@ class LedgerEntryAdmin(
 
     @csrf_protect_m
     def issue_refund_view(self, request, object_id):
-        if not request.user.has_perm(REFUND_PERMISSION):
-            raise PermissionDenied
-        entry = self.get_object(request, unquote(object_id))
-        if entry is None:
-            raise Http404("No ledger entry with this id.")
+        entry = self.get_money_object(request, object_id, permission=REFUND_PERMISSION)
         if entry.amount_pence >= 0:
             messages.error(request, "Only a charge can be refunded.")
             return HttpResponseRedirect(
                 reverse("admin:billing_ledgerentry_change", args=[entry.pk])
             )
         remainder = services.refundable_remainder(entry)
-        if request.method == "POST":
-            form = RefundForm(request.POST)
-            if form.is_valid():
-                data = form.cleaned_data
-                try:
-                    posting = services.refund(
-                        entry=entry,
-                        amount_pence=data["amount"],
-                        reason=SUPPORT_DESCRIPTIONS[EntryType.REFUND],
-                        internal_note=data["reason"],
-                        idempotency_key=f"admin-refund:{data['nonce']}",
-                        created_by=request.user,
-                    )
-                except IdempotencyKeyReused:
-                    form.add_error(
-                        None,
-                        "This form was already submitted with a different amount. "
-                        "Reload the refund page to issue another refund.",
-                    )
-                except services.RefundRefused as exc:
-                    form.add_error(None, exc.message)
-                else:
-                    refund = posting.entry
-                    if posting.created:
-                        change = (
-                            f"Refunded {format_pence(refund.amount_pence)} of "
-                            f"{entry.get_type_display().lower()} charge {entry.pk} "
-                            f"(entry {refund.pk}). Reason: {refund.internal_note}"
-                        )
-                        self.log_change(request, entry.org, change)
-                        messages.success(request, change)
-                    else:
-                        messages.warning(
-                            request,
-                            f"This refund of {format_pence(refund.amount_pence)} was already "
-                            "issued (the form was submitted twice). Nothing more was refunded.",
-                        )
-                    return HttpResponseRedirect(_org_url(entry.org_id))
-        else:
-            form = RefundForm(initial={"amount": pounds(remainder), "nonce": uuid.uuid4()})
+
+        def refund(data):
+            return services.refund(
+                entry=entry,
+                amount_pence=data["amount"],
+                reason=SUPPORT_DESCRIPTIONS[EntryType.REFUND],
+                internal_note=data["reason"],
+                idempotency_key=f"admin-refund:{data['nonce']}",
+                created_by=request.user,
+            )
+
+        def refunded(posting, form):
+            refund = posting.entry
+            self.report_money_moved(
+                request,
+                entry.org,
+                created=posting.created,
+                change=(
+                    f"Refunded {format_pence(refund.amount_pence)} of "
+                    f"{entry.get_type_display().lower()} charge {entry.pk} "
+                    f"(entry {refund.pk}). Reason: {refund.internal_note}"
+                ),
+                repeated=(
+                    f"This refund of {format_pence(refund.amount_pence)} was already "
+                    "issued (the form was submitted twice). Nothing more was refunded."
+                ),
+            )
+            return HttpResponseRedirect(_org_url(entry.org_id))
+
+        form, response = self.submit_money_form(
+            request,
+            RefundForm,
+            initial=lambda: {"amount": pounds(remainder)},
+            move_money=refund,
+            outcome=refunded,
+            resubmitted=RESUBMITTED_REFUND,
+            refused=services.RefundRefused,
+        )
+        if response is not None:
+            return response
         return self.render_money_form(
             request,
             form=form,
@@ -348,25 +410,14 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
     ]
     readonly_fields = fields
     change_form_template = "admin/billing/wallet/change_form.html"
+    money_views = [
+        ("credit", "add_credit_view", "billing_wallet_credit"),
+        ("unfreeze", "unfreeze_view", "billing_wallet_unfreeze"),
+    ]
 
     @admin.display(description="balance", ordering="balance_pence")
     def balance(self, wallet: Wallet) -> str:
         return wallet.balance_formatted
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/credit/",
-                self.admin_site.admin_view(self.add_credit_view),
-                name="billing_wallet_credit",
-            ),
-            path(
-                "<path:object_id>/unfreeze/",
-                self.admin_site.admin_view(self.unfreeze_view),
-                name="billing_wallet_unfreeze",
-            ),
-            *super().get_urls(),
-        ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
@@ -381,11 +432,7 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
 
     @csrf_protect_m
     def unfreeze_view(self, request, object_id):
-        if not request.user.has_perm(UNFREEZE_PERMISSION):
-            raise PermissionDenied
-        wallet = self.get_object(request, unquote(object_id))
-        if wallet is None:
-            raise Http404("No wallet with this id.")
+        wallet = self.get_money_object(request, object_id, permission=UNFREEZE_PERMISSION)
         if request.method == "POST":
             form = UnfreezeForm(request.POST)
             if form.is_valid():
@@ -424,50 +471,50 @@ class WalletAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
 
     @csrf_protect_m
     def add_credit_view(self, request, object_id):
-        if not request.user.has_perm(CREDIT_PERMISSION):
-            raise PermissionDenied
-        wallet = self.get_object(request, unquote(object_id))
-        if wallet is None:
-            raise Http404("No wallet with this id.")
-        if request.method == "POST":
-            form = CreditForm(request.POST)
-            if form.is_valid():
-                data = form.cleaned_data
-                try:
-                    posting = services.credit(
-                        org=wallet.org_id,
-                        amount_pence=data["amount"],
-                        type=data["type"],
-                        description=SUPPORT_DESCRIPTIONS[data["type"]],
-                        internal_note=data["reason"],
-                        idempotency_key=f"admin-credit:{data['nonce']}",
-                        created_by=request.user,
-                    )
-                except IdempotencyKeyReused:
-                    form.add_error(
-                        None,
-                        "This form was already submitted with different details. "
-                        "Reload the credit page to add more credit.",
-                    )
-                else:
-                    credit = posting.entry
-                    if posting.created:
-                        change = (
-                            f"Added {format_pence(credit.amount_pence)} "
-                            f"({credit.get_type_display().lower()}, entry {credit.pk}). "
-                            f"Reason: {credit.internal_note}"
-                        )
-                        self.log_change(request, wallet.org, change)
-                        messages.success(request, change)
-                    else:
-                        messages.warning(
-                            request,
-                            f"This credit of {format_pence(credit.amount_pence)} was already "
-                            "added (the form was submitted twice). Nothing more was added.",
-                        )
-                    return HttpResponseRedirect(_org_url(wallet.org_id))
-        else:
-            form = CreditForm(initial={"nonce": uuid.uuid4()})
+        wallet = self.get_money_object(request, object_id, permission=CREDIT_PERMISSION)
+
+        def add_credit(data):
+            return services.credit(
+                org=wallet.org_id,
+                amount_pence=data["amount"],
+                type=data["type"],
+                description=SUPPORT_DESCRIPTIONS[data["type"]],
+                internal_note=data["reason"],
+                idempotency_key=f"admin-credit:{data['nonce']}",
+                created_by=request.user,
+            )
+
+        def added(posting, form):
+            credit = posting.entry
+            self.report_money_moved(
+                request,
+                wallet.org,
+                created=posting.created,
+                change=(
+                    f"Added {format_pence(credit.amount_pence)} "
+                    f"({credit.get_type_display().lower()}, entry {credit.pk}). "
+                    f"Reason: {credit.internal_note}"
+                ),
+                repeated=(
+                    f"This credit of {format_pence(credit.amount_pence)} was already "
+                    "added (the form was submitted twice). Nothing more was added."
+                ),
+            )
+            return HttpResponseRedirect(_org_url(wallet.org_id))
+
+        form, response = self.submit_money_form(
+            request,
+            CreditForm,
+            initial=dict,
+            move_money=add_credit,
+            outcome=added,
+            resubmitted=(
+                "This form was already submitted with different details. "
+                "Reload the credit page to add more credit."
+            ),
+        )
+        if response is not None:
+            return response
         return self.render_money_form(
             request,
             form=form,
@@ -499,16 +546,7 @@ class TopUpAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
     list_select_related = ["org"]
     readonly_fields = [f.name for f in TopUp._meta.fields]
     change_form_template = "admin/billing/topup/change_form.html"
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/refund-to-card/",
-                self.admin_site.admin_view(self.refund_to_card_view),
-                name="billing_topup_refund_to_card",
-            ),
-            *super().get_urls(),
-        ]
+    money_views = [("refund-to-card", "refund_to_card_view", "billing_topup_refund_to_card")]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
@@ -525,38 +563,28 @@ class TopUpAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
 
     @csrf_protect_m
     def refund_to_card_view(self, request, object_id):
-        if not request.user.has_perm(CARD_REFUND_PERMISSION):
-            raise PermissionDenied
-        topup = self.get_object(request, unquote(object_id))
-        if topup is None:
-            raise Http404("No top-up with this id.")
-        if request.method == "POST":
-            form = CardRefundForm(request.POST)
-            if form.is_valid():
-                data = form.cleaned_data
-                try:
-                    result = topups.refund_topup_to_card(
-                        topup=topup,
-                        amount_pence=data["amount"],
-                        reason=data["reason"],
-                        nonce=data["nonce"],
-                        created_by=request.user,
-                    )
-                except IdempotencyKeyReused:
-                    form.add_error(
-                        None,
-                        "This form was already submitted with a different amount. "
-                        "Reload the refund page to issue another refund.",
-                    )
-                except topups.CardRefundRefused as exc:
-                    form.add_error(None, exc.message)
-                else:
-                    response = self._card_refund_outcome(request, topup, form, result)
-                    if response is not None:
-                        return response
-        else:
-            initial = {"amount": pounds(self._unspent(topup)), "nonce": uuid.uuid4()}
-            form = CardRefundForm(initial=initial)
+        topup = self.get_money_object(request, object_id, permission=CARD_REFUND_PERMISSION)
+
+        def refund_to_card(data):
+            return topups.refund_topup_to_card(
+                topup=topup,
+                amount_pence=data["amount"],
+                reason=data["reason"],
+                nonce=data["nonce"],
+                created_by=request.user,
+            )
+
+        form, response = self.submit_money_form(
+            request,
+            CardRefundForm,
+            initial=lambda: {"amount": pounds(self._unspent(topup))},
+            move_money=refund_to_card,
+            outcome=lambda result, form: self._card_refund_outcome(request, topup, form, result),
+            resubmitted=RESUBMITTED_REFUND,
+            refused=topups.CardRefundRefused,
+        )
+        if response is not None:
+            return response
         paid = format_pence(topup.paid_pence or topup.amount_pence)
         return self.render_money_form(
             request,
@@ -600,19 +628,19 @@ class TopUpAdmin(ReadOnlyAdminMixin, MoneyFormViewMixin, admin.ModelAdmin):
                 f"{amount}: submit this same form again to finish the refund.",
             )
             return None
-        if result.created:
-            change = (
+        self.report_money_moved(
+            request,
+            topup.org,
+            created=result.created,
+            change=(
                 f"Refunded {amount} of top-up {topup.pk} to the card (Stripe {result.refund.id}, "
                 f"entry {result.debit.pk}). Reason: {form.cleaned_data['reason']}"
-            )
-            self.log_change(request, topup.org, change)
-            messages.success(request, change)
-        else:
-            messages.warning(
-                request,
+            ),
+            repeated=(
                 f"This refund of {amount} to the card was already issued (the form was "
-                "submitted twice). Nothing more was refunded.",
-            )
+                "submitted twice). Nothing more was refunded."
+            ),
+        )
         return HttpResponseRedirect(_org_url(topup.org_id))
 
     @admin.display(description="amount", ordering="amount_pence")

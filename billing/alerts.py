@@ -15,11 +15,10 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 
 from billing import services
 from billing.models import format_pence
+from voxanne.emails import templated_email
 from voxanne.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -53,13 +52,11 @@ def send_low_balance_email(org_id: uuid.UUID | str) -> bool:
         "line": format_pence(wallet.low_balance_pence),
         "topup_url": f"{settings.APP_BASE_URL}/billing",
     }
-    message = EmailMultiAlternatives(
+    message = templated_email(
+        "emails/billing/low_balance",
+        context,
         subject=f"Your Voxanne wallet is low ({context['balance']})",
-        body=render_to_string("emails/billing/low_balance.txt", context),
         to=[recipient],
-    )
-    message.attach_alternative(
-        render_to_string("emails/billing/low_balance.html", context), "text/html"
     )
     try:
         message.send()

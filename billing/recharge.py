@@ -28,9 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing import services
@@ -46,6 +44,7 @@ from billing.models import (
     format_pence,
 )
 from billing.signals import topup_paid
+from voxanne.emails import templated_email
 from voxanne.errors import ApiError
 from voxanne.models import Organization
 
@@ -433,13 +432,11 @@ def send_paused_email(attempt_id) -> bool:
         "topup_url": link,
         "balance": format_pence(services.wallet_for(org).balance_pence),
     }
-    message = EmailMultiAlternatives(
+    message = templated_email(
+        "emails/billing/recharge_paused",
+        context,
         subject="Auto-recharge is paused: please top up your Voxanne wallet",
-        body=render_to_string("emails/billing/recharge_paused.txt", context),
         to=[recipient],
-    )
-    message.attach_alternative(
-        render_to_string("emails/billing/recharge_paused.html", context), "text/html"
     )
     try:
         message.send()

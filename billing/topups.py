@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing import inbox, recharge, services
@@ -37,6 +35,7 @@ from billing.models import (
     format_pence,
 )
 from billing.signals import topup_paid
+from voxanne.emails import templated_email
 from voxanne.errors import ApiError, ServiceUnavailable
 from voxanne.models import Organization, User
 from voxanne.tenancy import system_context
@@ -647,13 +646,11 @@ def send_receipt(topup_id: uuid.UUID | str) -> bool:
         "receipt_url": topup.receipt_url,
         "topup_id": topup.pk,
     }
-    message = EmailMultiAlternatives(
+    message = templated_email(
+        "emails/billing/topup_receipt",
+        context,
         subject=f"Receipt: {format_pence(amount)} added to your Voxanne wallet",
-        body=render_to_string("emails/billing/topup_receipt.txt", context),
         to=[owner_email],
-    )
-    message.attach_alternative(
-        render_to_string("emails/billing/topup_receipt.html", context), "text/html"
     )
     message.send()
     return True

@@ -25,16 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing import services as billing
 from billing.models import LedgerEntry, format_pence
 from onboarding.models import GRACE_NOTICE_DAYS, ManagedPhoneNumber, NoticeKind, NumberNotice
 from onboarding.provisioning import release_at_providers
+from voxanne.emails import templated_email
 from voxanne.errors import ApiError, NotFound
 from voxanne.models import Organization
 
@@ -305,13 +304,8 @@ def _send_notice(number: ManagedPhoneNumber, kind: str) -> bool:
         "released": kind == NoticeKind.RELEASED,
     }
     template = "number_released" if kind == NoticeKind.RELEASED else "number_grace"
-    message = EmailMultiAlternatives(
-        subject=_SUBJECTS[kind],
-        body=render_to_string(f"emails/onboarding/{template}.txt", context),
-        to=[recipient],
-    )
-    message.attach_alternative(
-        render_to_string(f"emails/onboarding/{template}.html", context), "text/html"
+    message = templated_email(
+        f"emails/onboarding/{template}", context, subject=_SUBJECTS[kind], to=[recipient]
     )
     try:
         message.send()

@@ -57,6 +57,17 @@ STATUS_WHEN_UNKNOWN = OnboardingStatus(
 )
 
 
+def _set_statement_timeout(value: str, *, local: bool) -> str:
+    """Set statement_timeout for this transaction (`local`) or the session, in one statement;
+    returns the value it replaced."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, %s)",
+            [value, local],
+        )
+        return cursor.fetchone()[0]
+
+
 @contextmanager
 def _time_limited_transaction(limit_ms: int) -> Iterator[None]:
     """A short transaction (a savepoint when nested) whose statements give up after limit_ms.
@@ -66,17 +77,10 @@ def _time_limited_transaction(limit_ms: int) -> Iterator[None]:
     """
     nested = connection.in_atomic_block
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('statement_timeout'), "
-                "set_config('statement_timeout', %s, true)",
-                [f"{limit_ms}ms"],
-            )
-            previous = cursor.fetchone()[0]
+        previous = _set_statement_timeout(f"{limit_ms}ms", local=True)
         yield
         if nested:  # SET LOCAL would outlive the savepoint: give the outer transaction its own back
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+            _set_statement_timeout(previous, local=True)
 
 
 @contextmanager
@@ -91,18 +95,11 @@ def _time_limited_read(limit_ms: int) -> Iterator[None]:
         with _time_limited_transaction(limit_ms):
             yield
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('statement_timeout'), "
-            "set_config('statement_timeout', %s, false)",
-            [f"{limit_ms}ms"],
-        )
-        previous = cursor.fetchone()[0]
+    previous = _set_statement_timeout(f"{limit_ms}ms", local=False)
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [previous])
+        _set_statement_timeout(previous, local=False)
 
 
 def record_event(

@@ -1,4 +1,5 @@
-"""A small threaded HTTP server that hands each request to a double's `handle` method."""
+"""A small threaded HTTP server that hands each request to a double's `dispatch` method, and the
+base of the doubles: start/stop and the switches that fail or delay a step."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +19,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    raw_query: str = ""  # the query string as sent, for a double that decodes it its own way
 
     def form(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(self.body.decode()).items()}
@@ -29,7 +31,16 @@ class Request:
 @dataclass
 class Reply:
     status: int
-    body: object = None
+    body: object = None  # sent as JSON; a str is sent as it is (a page)
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def payload(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -46,15 +57,19 @@ class _Handler(BaseHTTPRequestHandler):
             query={k: v[-1] for k, v in parse_qs(parts.query).items()},
             headers={k.lower(): v for k, v in self.headers.items()},
             body=self.rfile.read(length) if length else b"",
+            raw_query=parts.query,
         )
+        double = self.server.double
         try:
-            reply = self.server.double.dispatch(request)
+            reply = double.dispatch(request)
         except Exception as exc:  # a bug in the double must show up as a 500, not a hang
-            reply = Reply(500, {"message": f"double crashed: {exc!r}"})
-        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+            reply = double.crashed(exc)
+        payload = reply.payload()
         self.send_response(reply.status)
         if payload:
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", reply.content_type)
+        for name, value in double.headers_for(reply).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if payload:
@@ -146,3 +161,11 @@ class FaultyDouble:
 
     def dispatch(self, request: Request) -> Reply:
         raise NotImplementedError
+
+    def crashed(self, exc: Exception) -> Reply:
+        """The answer when `dispatch` raised (a bug in the double)."""
+        return Reply(500, {"message": f"double crashed: {exc!r}"})
+
+    def headers_for(self, reply: Reply) -> dict[str, str]:
+        """The headers sent with `reply`, besides Content-Type and Content-Length."""
+        return reply.headers

@@ -38,96 +38,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from sandbox.server import FaultyDouble, Reply, Request
 
 API_KEY = "sk_test_sandbox"
 WEBHOOK_SECRET = "whsec_sandbox"
 API_VERSION = "2026-10-28.endive"
 
 
-# --- A small HTTP server -------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-    def params(self) -> dict:
-        """The request's parameters, nested as Stripe nests them (`a[b][0]=c`)."""
-        raw = self.body.decode() if self.method == "POST" else self.query
-        return decode_params(raw)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: object = None
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def payload(self) -> bytes:
-        if self.body is None:
-            return b""
-        if isinstance(self.body, str):
-            return self.body.encode()
-        return json.dumps(self.body).encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def _serve(self) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        request = Request(
-            method=self.command,
-            path=parts.path,
-            query=parts.query,
-            headers={k.lower(): v for k, v in self.headers.items()},
-            body=self.rfile.read(length) if length else b"",
-        )
-        try:
-            reply = self.server.double.dispatch(request)
-        except Exception as exc:  # a bug in the double must show up as a 500, not a hang
-            reply = stripe_error(500, "api_error", f"double crashed: {exc!r}")
-        payload = reply.payload()
-        self.send_response(reply.status)
-        if payload:
-            self.send_header("Content-Type", reply.content_type)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Request-Id", f"req_{secrets.token_hex(7)}")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if payload:
-            self.wfile.write(payload)
-
-    do_GET = do_POST = do_DELETE = _serve
-
-    def log_message(self, format, *args) -> None:
-        return None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, double: StripeDouble, port: int):
-        self.double = double
-        super().__init__(("127.0.0.1", port), _Handler)
-
-
 # --- Stripe's wire format ------------------------------------------------------------------
+
+
+def request_params(request: Request) -> dict:
+    """The request's parameters, nested as Stripe nests them (`a[b][0]=c`)."""
+    raw = request.body.decode() if request.method == "POST" else request.raw_query
+    return decode_params(raw)
 
 
 def decode_params(raw: str) -> dict:
@@ -191,7 +119,7 @@ class Delivery:
     status: int | None  # None: no answer (connection refused, timeout)
 
 
-class StripeDouble:
+class StripeDouble(FaultyDouble):
     def __init__(
         self,
         *,
@@ -199,14 +127,13 @@ class StripeDouble:
         webhook_secret: str = WEBHOOK_SECRET,
         webhook_url: str | None = None,
     ):
+        super().__init__()
         self.api_key = api_key
         self.webhook_secret = webhook_secret
         # Where events go: a URL, or a callable(body: bytes, headers: dict) -> status code
         # (tests hand in Django's test client this way).
         self.webhook_url = webhook_url
         self.webhook_sender: Callable[[bytes, dict[str, str]], int] | None = None
-        self.lock = threading.RLock()
-        self.calls: Counter[str] = Counter()
         self.sessions: dict[str, dict] = {}
         self.payment_intents: dict[str, dict] = {}
         self.charges: dict[str, dict] = {}
@@ -227,22 +154,14 @@ class StripeDouble:
         self._idempotent: dict[str, tuple[str, dict, Reply]] = {}
         self._key_locks: dict[str, threading.Lock] = {}
         self._fault = threading.local()  # did a fail() switch answer this thread's request?
-        self._failures: dict[str, list[Reply]] = {}
-        self._step_delays: dict[str, float] = {}
         self._refund_refusals: list[str] = []
         self._duplicates = 1
         self._drop = 0
         self._webhook_delay = 0.0
         self._serial = itertools.count(1)
-        self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle ---------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the double first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
     def env(self) -> dict[str, str]:
         """The settings that point the app at this double."""
         return {
@@ -251,37 +170,21 @@ class StripeDouble:
             "STRIPE_API_BASE": self.url,
         }
 
-    def start(self, port: int = 0) -> StripeDouble:
-        self._server = _Server(self, port)
-        thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        return self
-
     def stop(self) -> None:
-        for thread in self._threads:
+        for thread in self._threads:  # webhooks sent late (delay_webhooks)
             thread.join(timeout=10)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
 
-    def __enter__(self) -> StripeDouble:
-        return self.start()
+    def crashed(self, exc: Exception) -> Reply:
+        return stripe_error(500, "api_error", f"double crashed: {exc!r}")
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def headers_for(self, reply: Reply) -> dict[str, str]:
+        return {**reply.headers, "Request-Id": f"req_{secrets.token_hex(7)}"}
 
-    # --- API switches ------------------------------------------------------------------
-    def fail(self, step: str, reply: Reply, *, times: int = 1) -> None:
-        """The next `times` calls of `step` answer `reply` (times=-1: every call)."""
-        with self.lock:
-            self._failures[step] = [reply] * (10**6 if times < 0 else times)
-
+    # --- API switches (and `fail(step, reply)`) ----------------------------------------
     def delay_step(self, step: str, seconds: float) -> None:
-        with self.lock:
-            self._step_delays[step] = seconds
+        """`delay(step, seconds)`, by the name that tells it from `delay_webhooks`."""
+        self.delay(step, seconds)
 
     def refuse_refunds(self, message: str = "This charge cannot be refunded.", times: int = 1):
         """Stripe refuses the next `times` refund creations with a 400 `charge_not_refundable`
@@ -290,20 +193,9 @@ class StripeDouble:
             self._refund_refusals = [message] * times
 
     def heal(self) -> None:
+        super().heal()
         with self.lock:
-            self._failures.clear()
-            self._step_delays.clear()
             self._refund_refusals.clear()
-
-    def _switches(self, step: str) -> Reply | None:
-        with self.lock:
-            self.calls[step] += 1
-            delay = self._step_delays.get(step, 0)
-            queue = self._failures.get(step)
-            failure = queue.pop() if queue else None
-        if delay:
-            time.sleep(delay)
-        return failure
 
     # --- webhook switches --------------------------------------------------------------
     def duplicate(self, times: int) -> None:
@@ -520,7 +412,7 @@ class StripeDouble:
         return self._route(request)
 
     def _idempotent_call(self, key: str, request: Request) -> Reply:
-        params = request.params()
+        params = request_params(request)
         fingerprint = f"{request.method} {request.path}"
         with self.lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
@@ -551,7 +443,7 @@ class StripeDouble:
 
     def _route(self, request: Request) -> Reply:
         path, method = request.path[len("/v1") :], request.method
-        params = request.params()
+        params = request_params(request)
         if path == "/checkout/sessions" and method == "POST":
             return self._step("create_session") or self._create_session(params)
         if path == "/checkout/sessions" and method == "GET":
@@ -662,30 +554,39 @@ class StripeDouble:
             return Reply(200, self._public_session(session, params.get("expand") or []))
 
     def _list_sessions(self, params: dict) -> Reply:
+        return self._list(
+            "checkout.session", "/v1/checkout/sessions", self.sessions, params, self._public_session
+        )
+
+    def _list(
+        self,
+        kind: str,
+        url: str,
+        objects: dict[str, dict],
+        params: dict,
+        public: Callable[[dict], dict] = dict,
+    ) -> Reply:
+        """The list object at `url` of `objects` (`kind`s), newest first: `created[gte]` /
+        `created[lte]`, the `starting_after` cursor and `limit` (10 by default, at most 100)."""
         created = params.get("created") or {}
         limit = min(int(params.get("limit") or 10), 100)
         after = params.get("starting_after")
         with self.lock:
-            rows = sorted(self.sessions.values(), key=lambda s: s["id"], reverse=True)
-            rows.sort(key=lambda s: s["created"], reverse=True)  # newest first, stable by id
+            rows = sorted(objects.values(), key=lambda o: o["id"], reverse=True)
+            rows.sort(key=lambda o: o["created"], reverse=True)  # newest first, stable by id
             if "gte" in created:
-                rows = [s for s in rows if s["created"] >= int(created["gte"])]
+                rows = [o for o in rows if o["created"] >= int(created["gte"])]
             if "lte" in created:
-                rows = [s for s in rows if s["created"] <= int(created["lte"])]
+                rows = [o for o in rows if o["created"] <= int(created["lte"])]
             if after:
-                ids = [s["id"] for s in rows]
+                ids = [o["id"] for o in rows]
                 if after not in ids:
-                    return missing("checkout.session", after)
+                    return missing(kind, after)
                 rows = rows[ids.index(after) + 1 :]
-            page = [self._public_session(s) for s in rows[:limit]]
+            page = [public(o) for o in rows[:limit]]
         return Reply(
             200,
-            {
-                "object": "list",
-                "url": "/v1/checkout/sessions",
-                "has_more": len(rows) > limit,
-                "data": page,
-            },
+            {"object": "list", "url": url, "has_more": len(rows) > limit, "data": page},
         )
 
     def _expire_by_api(self, session_id: str) -> Reply:
@@ -839,29 +740,7 @@ class StripeDouble:
         )
 
     def _list_payment_intents(self, params: dict) -> Reply:
-        created = params.get("created") or {}
-        limit = min(int(params.get("limit") or 10), 100)
-        after = params.get("starting_after")
-        with self.lock:
-            rows = sorted(self.payment_intents.values(), key=lambda i: i["id"], reverse=True)
-            rows.sort(key=lambda i: i["created"], reverse=True)
-            if "gte" in created:
-                rows = [i for i in rows if i["created"] >= int(created["gte"])]
-            if after:
-                ids = [i["id"] for i in rows]
-                if after not in ids:
-                    return missing("payment_intent", after)
-                rows = rows[ids.index(after) + 1 :]
-            page = [dict(i) for i in rows[:limit]]
-        return Reply(
-            200,
-            {
-                "object": "list",
-                "url": "/v1/payment_intents",
-                "has_more": len(rows) > limit,
-                "data": page,
-            },
-        )
+        return self._list("payment_intent", "/v1/payment_intents", self.payment_intents, params)
 
     def _refund(self, charge: dict, amount: int | None, metadata: dict) -> dict:
         remaining = charge["amount"] - charge["amount_refunded"]

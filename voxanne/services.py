@@ -11,11 +11,10 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 
+from voxanne.emails import templated_email
 from voxanne.errors import ApiError, ServiceUnavailable
 from voxanne.models import Organization, User
 from voxanne.signals import organization_created
@@ -137,13 +136,13 @@ def send_verification_email(user: User, *, fail_quietly: bool = False) -> None:
         "verify_url": email_verification_url(email_verification_token(user)),
         "max_age_days": VERIFY_EMAIL_MAX_AGE.days,
     }
-    message = EmailMultiAlternatives(
+    message = templated_email(
+        "emails/verify_email",
+        context,
         subject="Confirm your email address for Voxanne",
-        body=render_to_string("emails/verify_email.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[user.email],
     )
-    message.attach_alternative(render_to_string("emails/verify_email.html", context), "text/html")
     try:
         message.send()
     except Exception as exc:  # noqa: BLE001 - SMTP and socket errors alike

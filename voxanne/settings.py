@@ -274,20 +274,6 @@ TOPUP_CANCEL_URL = envstr(
     "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
 )
 
-# --- Payments (Stripe Checkout top-ups) ---------------------------------------------------
-STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
-# A comma list: during a secret rotation both the old and the new secret verify.
-STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
-STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
-WALLET_MIN_TOPUP_PENCE = envint("WALLET_MIN_TOPUP_PENCE", 2500)
-WALLET_MAX_TOPUP_PENCE = envint("WALLET_MAX_TOPUP_PENCE", 100000)
-# Where Stripe sends the clinic back. `{TOPUP_ID}` is replaced by the top-up's id (and Stripe
-# replaces `{CHECKOUT_SESSION_ID}`). The default is this server's own return page.
-TOPUP_SUCCESS_URL = envstr("TOPUP_SUCCESS_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}")
-TOPUP_CANCEL_URL = envstr(
-    "TOPUP_CANCEL_URL", f"{APP_BASE_URL}/billing/topup/{{TOPUP_ID}}?cancelled=1"
-)
-
 # --- Recurring money (issue 17): auto-recharge, and the number's monthly rental -----------
 # At most this many auto-recharge attempts per clinic in any 24 hours (paid or failed).
 AUTO_RECHARGE_MAX_PER_DAY = envint("AUTO_RECHARGE_MAX_PER_DAY", 3)

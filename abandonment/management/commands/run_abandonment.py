@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.core.management.base import BaseCommand
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from abandonment import services
-
-
-def _instant(value: str) -> datetime:
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise argparse.ArgumentTypeError(f"expected an ISO-8601 date and time, not {value!r}")
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+from voxanne.management.arguments import instant
 
 
 class Command(BaseCommand):
@@ -28,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--now",
-            type=_instant,
+            type=instant,
             help="Evaluate the thresholds as of this instant (ISO-8601; naive means UTC).",
         )
         parser.add_argument(

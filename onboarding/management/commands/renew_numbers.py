@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.core.management.base import BaseCommand
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from onboarding.rental import run_rental_pass
+from voxanne.management.arguments import instant
 from voxanne.tenancy import system_context
-
-
-def _instant(value: str) -> datetime:
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise argparse.ArgumentTypeError(f"expected an ISO-8601 date and time, not {value!r}")
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
 
 
 class Command(BaseCommand):
@@ -32,7 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--now",
-            type=_instant,
+            type=instant,
             help="Run as of this instant (ISO-8601; naive means UTC). Default: now.",
         )
 
