@@ -136,6 +136,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's default list, with its PBKDF2 computed on low-priority threads (voxanne/hashers.py:
+# a burst of sign-ups must not queue every other request). Same algorithm name, so it replaces
+# the stock PBKDF2 hasher rather than sitting beside it.
+PASSWORD_HASHERS = [
+    "voxanne.hashers.BackgroundPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
