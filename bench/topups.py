@@ -7,7 +7,7 @@ Works in a database of its own (created next to DATABASE_URL's, dropped at the e
 clinics start 4 top-ups each through the Stripe double (sandbox/stripe.py); every session is
 paid, which makes 800 signed `checkout.session.completed` events. DELIVERIES deliveries (the
 800, plus 20% duplicates of them, shuffled) are POSTed by CLIENTS client threads to
-/api/billing/stripe/webhook on gunicorn (WORKERS sync workers). The baseline is the same
+/api/billing/stripe/webhook on gunicorn (WORKERS threaded workers). The baseline is the same
 gunicorn answering /healthz to the same client threads. Checked afterwards: every delivery
 answered 200, every paid session credited exactly once, every wallet equal to its ledger.
 Target: at least 250 deliveries/s and p99 under 250 ms on the 2-core machine.
@@ -36,7 +36,7 @@ from bench.harness import (  # noqa: E402
 from bench.table import Row, report  # noqa: E402
 
 BENCH_DB = "voxanne_bench_topups"
-WORKERS = 4
+WORKERS = 2
 CLIENTS = 8
 ORGS = 200
 TOPUPS_PER_ORG = 4

@@ -168,6 +168,18 @@ def test_a_report_is_one_call_and_one_charge_of_ceil_seconds_times_rate(api, vap
     assert balance(clinic.org) == before - 57
 
 
+def test_a_report_is_a_few_queries(api, vapi_double, django_assert_max_num_queries):
+    clinic = make_clinic(vapi_double, balance_pence=2000)
+    call_id = finished_call(vapi_double, clinic, seconds=30)
+    message = vapi_double.report(call_id)
+    # 8 as the service runs: the tenant scope x3, the inbox row, who owns the call (clinic,
+    # agent, already recorded), the wallet's lock and posting, the Call row; in a test, also
+    # a savepoint, its release and the test's own scope put back (10 before the owner query)
+    with django_assert_max_num_queries(11):
+        assert post_message(api, message).json() == {"outcome": "processed"}
+    assert Call.objects.get(vapi_call_id=call_id).agent_id == clinic.agent.pk
+
+
 def test_a_report_delivered_three_times_is_one_call_and_one_charge(api, vapi_double):
     clinic = make_clinic(vapi_double, balance_pence=2000)
     call_id = finished_call(vapi_double, clinic, seconds=120)
