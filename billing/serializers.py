@@ -6,41 +6,29 @@ from billing.models import SUPPORT_DESCRIPTIONS, AutoRecharge, EntryType, Ledger
 from voxanne.pagination import PageParams, PaginationSerializer
 
 
-class WalletSerializer(serializers.ModelSerializer):
+class WalletSerializer(serializers.Serializer):
+    """GET /api/billing/wallet (read only). A plain Serializer: a ModelSerializer works out its
+    fields from the model on every instance, most of this read's serializing time."""
+
+    balance_pence = serializers.IntegerField(read_only=True)
     balance_formatted = serializers.CharField(read_only=True)
     currency = serializers.SerializerMethodField()
+    low_balance_pence = serializers.IntegerField(read_only=True)
     is_low_balance = serializers.BooleanField(read_only=True)
     auto_recharge_enabled = serializers.SerializerMethodField()
     has_payment_method = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Wallet
-        fields = [
-            "balance_pence",
-            "balance_formatted",
-            "currency",
-            "low_balance_pence",
-            "is_low_balance",
-            "auto_recharge_enabled",
-            "has_payment_method",
-            "updated_at",
-        ]
+    updated_at = serializers.DateTimeField(read_only=True)
 
     def get_currency(self, wallet: Wallet) -> str:
         return "GBP"
 
-    def _rules(self, wallet: Wallet) -> AutoRecharge | None:
-        if not hasattr(self, "_auto_recharge"):
-            self._auto_recharge = AutoRecharge.objects.filter(org_id=wallet.org_id).first()
-        return self._auto_recharge
-
+    # The view annotates the wallet with its clinic's auto-recharge settings (None: none yet).
     def get_auto_recharge_enabled(self, wallet: Wallet) -> bool:
-        rules = self._rules(wallet)
-        return bool(rules and rules.enabled)
+        return bool(getattr(wallet, "auto_recharge_enabled", None))
 
     def get_has_payment_method(self, wallet: Wallet) -> bool:
-        rules = self._rules(wallet)
-        return bool(rules and rules.has_payment_method)
+        card = getattr(wallet, "auto_recharge_card", None)
+        return bool(card and getattr(wallet, "auto_recharge_customer", None))
 
 
 class AutoRechargeSerializer(serializers.ModelSerializer):

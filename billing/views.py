@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import F
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,7 +16,7 @@ from rest_framework.views import APIView
 
 from billing import recharge, topups
 from billing import stripe as payments
-from billing.models import LedgerEntry, TopUp, TopUpStatus, format_pence
+from billing.models import LedgerEntry, TopUp, TopUpStatus, Wallet, format_pence
 from billing.serializers import (
     AutoRechargeSerializer,
     TopUpCreatedSerializer,
@@ -38,7 +39,16 @@ logger = logging.getLogger(__name__)
 class WalletView(APIView):
     @extend_schema(responses={200: WalletSerializer, **error_responses(401)})
     def get(self, request):
-        return Response(WalletSerializer(wallet_for(request.org)).data)
+        # One statement: the wallet, with the two facts of the auto-recharge settings it reports.
+        try:
+            wallet = Wallet.objects.annotate(
+                auto_recharge_enabled=F("org__auto_recharge__enabled"),
+                auto_recharge_card=F("org__auto_recharge__stripe_payment_method_id"),
+                auto_recharge_customer=F("org__auto_recharge__stripe_customer_id"),
+            ).get(org_id=request.org.pk)
+        except Wallet.DoesNotExist:
+            wallet = wallet_for(request.org)  # its first read: no settings either
+        return Response(WalletSerializer(wallet).data)
 
 
 class AutoRechargeView(APIView):
