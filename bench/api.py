@@ -36,7 +36,7 @@ WORKERS = 2
 CONNECTIONS = 8
 CLINICS = 20
 REQUESTS = 2000
-ROUNDS = 4
+ROUNDS = 10
 FLOOR = "/api/bench/floor"
 READS = ["/api/onboarding/status", "/api/billing/wallet"]
 
