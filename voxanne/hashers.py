@@ -29,8 +29,13 @@ HASHING_NICENESS = 10
 
 
 def _lower_priority() -> None:
-    if sys.platform == "linux":  # a Linux thread has a nice value of its own (its task id)
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+    """Lower this thread's priority to HASHING_NICENESS, never raise it (a process started
+    nicer than that stays as it is: raising it back is refused without privileges)."""
+    if sys.platform != "linux":  # a Linux thread has a nice value of its own (its task id)
+        return
+    thread = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, thread)
+    os.setpriority(os.PRIO_PROCESS, thread, max(current, HASHING_NICENESS))
 
 
 @functools.cache
