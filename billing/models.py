@@ -76,7 +76,12 @@ class Wallet(models.Model):
 
     @property
     def is_low_balance(self) -> bool:
-        return self.balance_pence < self.low_balance_pence
+        return self.is_low(self.balance_pence, self.low_balance_pence)
+
+    @staticmethod
+    def is_low(balance_pence: int, low_balance_pence: int) -> bool:
+        """The one definition of a low balance (the wallet API reads it without a model)."""
+        return balance_pence < low_balance_pence
 
 
 class EntryType(models.TextChoices):
