@@ -41,20 +41,17 @@ class WalletView(APIView):
     def get(self, request):
         # One statement: the wallet's figures and the two facts of the auto-recharge settings
         # it reports, as values (a model instance costs more than this read's query).
+        figures = ("balance_pence", "low_balance_pence", "updated_at")
         try:
             row = Wallet.objects.values(
-                "balance_pence",
-                "low_balance_pence",
-                "updated_at",
+                *figures,
                 auto_recharge_enabled=F("org__auto_recharge__enabled"),
                 auto_recharge_card=F("org__auto_recharge__stripe_payment_method_id"),
                 auto_recharge_customer=F("org__auto_recharge__stripe_customer_id"),
             ).get(org_id=request.org.pk)
         except Wallet.DoesNotExist:  # its first read: a new wallet, no settings either
             wallet = wallet_for(request.org)
-            row = {
-                f: getattr(wallet, f) for f in ("balance_pence", "low_balance_pence", "updated_at")
-            }
+            row = {name: getattr(wallet, name) for name in figures}
         return Response(WalletSerializer(row).data)
 
 

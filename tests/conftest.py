@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from voxanne.celery import app as celery_app
 from voxanne.tenancy import system_context
 
 DB_FIXTURES = {
@@ -47,10 +50,36 @@ def api():
 def celery_eager():
     """Tasks run in the caller's thread instead of waiting for a worker (pair it with
     django_capture_on_commit_callbacks(execute=True) for tasks enqueued on commit)."""
-    from voxanne.celery import app
-
-    app.conf.task_always_eager = True
+    celery_app.conf.task_always_eager = True
     try:
         yield
     finally:
-        app.conf.task_always_eager = False
+        celery_app.conf.task_always_eager = False
+
+
+def _dead_redis_url() -> str:
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture
+def redis_down(settings):
+    """Redis gone for this test: the cache and Celery's broker point at a port nobody listens on."""
+    url = _dead_redis_url()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    # Celery keeps the pools it made at first use (bound to the old URL): drop them both ways,
+    # or an earlier test's live connection would keep publishing to the real Redis.
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = url
+    celery_app._pool, celery_app.amqp._producer_pool = None, None
+    yield
+    celery_app.conf.broker_url = previous
+    celery_app._pool, celery_app.amqp._producer_pool = None, None

@@ -3,7 +3,6 @@ and webhooks still credit while Redis (the broker) is down."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -21,7 +20,6 @@ from tests.billing.conftest import (
     topup_credits,
 )
 from tests.factories import make_org
-from voxanne.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,33 +44,6 @@ def test_twenty_deliveries_racing_return_page_checks_credit_once(api, stripe_dou
     assert WebhookEvent.objects.filter(event_id=event["id"]).count() == 1
     assert OnboardingEvent.objects.filter(org=org, event_name="payment_success").count() == 1
     assert_books_balance(org)
-
-
-def _dead_redis_url() -> str:
-    with socket.socket() as probe:  # a port nothing listens on once the probe closes
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
-
-
-@pytest.fixture
-def redis_down(settings):
-    url = _dead_redis_url()
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": url,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
-    # Celery keeps the pools it made at first use (bound to the old URL): drop them both ways,
-    # or an earlier test's live connection would keep publishing to the real Redis.
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = url
-    celery_app._pool, celery_app.amqp._producer_pool = None, None
-    yield
-    celery_app.conf.broker_url = previous
-    celery_app._pool, celery_app.amqp._producer_pool = None, None
 
 
 def test_webhooks_still_credit_while_redis_is_down(api, stripe_double, redis_down, caplog):

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from onboarding.models import OnboardingEvent
 from tests.factories import PASSWORD, auth_header, make_org, owner_of, unique_email
-from voxanne.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
 
 
-def _dead_redis_url() -> str:
-    with socket.socket() as probe:  # a port nothing listens on once the probe closes
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
-
-
 @pytest.fixture
-def redis_down(settings):
-    url = _dead_redis_url()
+def redis_down(redis_down, settings):
+    """The shared fixture (tests/conftest.py), with the sign-in throttle on: its cache is the
+    dead Redis too."""
     settings.AUTH_THROTTLE_RATE = "20/minute"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": url,
-            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
-        }
-    }
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = url
-    yield
-    celery_app.conf.broker_url = previous
 
 
 def test_signup_login_telemetry_status_and_wallet_work_while_redis_is_down(api, redis_down):
