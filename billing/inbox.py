@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import WebhookEvent, WebhookOutcome
+from voxanne import db
 
 DUPLICATE = "duplicate"
 
@@ -49,14 +50,16 @@ def receive(
     stored = False
     try:
         with transaction.atomic(durable=True):
-            event = WebhookEvent.objects.create(
-                provider=provider,
-                event_id=event_id,
-                type=str(type)[:100],
-                payload=payload,
-                outcome=WebhookOutcome.PROCESSED,
-                received_at=now,
-                processed_at=now,
+            event = db.insert(
+                WebhookEvent(
+                    provider=provider,
+                    event_id=event_id,
+                    type=str(type)[:100],
+                    payload=payload,
+                    outcome=WebhookOutcome.PROCESSED,
+                    received_at=now,
+                    processed_at=now,
+                )
             )
             stored = True
             note = apply()

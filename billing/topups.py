@@ -294,16 +294,16 @@ def handle_stripe_webhook(payload: bytes, signature: str | None) -> Handled:
     """Verify, store and apply one Stripe event: the inbox row and its effect commit together.
 
     Raises payments.BadSignature (nothing written), payments.NotConfigured, or
-    PaymentProviderUnreachable / a database error (nothing written: Stripe retries).
+    PaymentProviderUnreachable / a database error (nothing written: Stripe retries). Runs in
+    the system context, which TenantMiddleware opens for the webhook's path.
     """
     event = payments.verify_webhook(payload, signature)
-    with system_context("stripe webhook"):
-        fetched = None
-        if event["type"] in FETCH_FIRST:
-            if _seen(event):  # a redelivery: no need to ask Stripe again
-                return Handled(event["id"], "duplicate")
-            fetched = _fetch_before(event)
-        return _process(event, fetched)
+    fetched = None
+    if event["type"] in FETCH_FIRST:
+        if _seen(event):  # a redelivery: no need to ask Stripe again
+            return Handled(event["id"], "duplicate")
+        fetched = _fetch_before(event)
+    return _process(event, fetched)
 
 
 # Events whose effect needs Stripe's current state, fetched before the transaction.

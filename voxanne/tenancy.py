@@ -11,6 +11,9 @@ context variable, re-applied to every new connection:
 - a request starts with nothing set; authentication then activates the token's org (the end
   of a request leaves that org on the connection: the next request's start resets it first,
   so a reset at both ends would cost a round trip per request for nothing);
+- the providers' webhooks (Stripe, Vapi) start in the system scope instead: they are
+  authenticated by a signature or a secret, not by a clinic's token, and act for whichever
+  clinic the event names;
 - admin, signup/login, commands and background jobs run inside `system_context(reason)`.
 
 The users table (`voxanne_user`) is deliberately outside RLS. A user is looked up before any
@@ -107,16 +110,18 @@ def deny_context() -> Iterator[None]:
 
 
 @contextmanager
-def request_scope() -> Iterator[None]:
-    """A request's scope: nothing visible on entry, until authentication activates an org.
+def request_scope(*, system: bool = False) -> Iterator[None]:
+    """A request's scope: nothing visible on entry, until authentication activates an org
+    (or, with `system`, every org's rows: a provider's webhook).
 
     On exit the context variable goes back, but the connection keeps the request's state when
     the enclosing one is deny (a server thread between requests): every request scope starts
-    by applying deny, so applying it on the way out as well would be a round trip for nothing.
-    Any other enclosing state (a test's system scope) is re-applied as usual.
+    by applying its state, so applying deny on the way out as well would be a round trip for
+    nothing. Any other enclosing state (a test's system scope) is re-applied as usual.
     """
-    token = _state.set(_DENY)
-    _apply(_DENY)
+    state = TenantState(system=True) if system else _DENY
+    token = _state.set(state)
+    _apply(state)
     try:
         yield
     finally:
@@ -142,13 +147,19 @@ def current_org_id() -> str:
 
 
 class TenantMiddleware:
-    """Every request starts with no org (default deny); /admin/ runs in the system context.
+    """Every request starts with no org (default deny); /admin/ and the providers' webhooks
+    run in the system context.
 
     Only the health checks skip it: /healthz must not need the database, and /readyz reports
     the database's state itself.
     """
 
     HEALTH_PATHS = ("/healthz", "/readyz")
+    # Set here, once per delivery, rather than by a system_context in the view: that would
+    # send the deny, then the system, then the deny again (bench/calls.py: a report's
+    # statements 8 -> 6, an assistant-request's 4 -> 2). Their views check the signature or
+    # the secret before they read anything.
+    WEBHOOK_PATHS = ("/api/billing/stripe/webhook", "/api/voice/vapi/webhook")
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -159,7 +170,7 @@ class TenantMiddleware:
         if request.path.startswith("/admin/"):
             scope = system_context("admin")
         else:
-            scope = request_scope()
+            scope = request_scope(system=request.path in self.WEBHOOK_PATHS)
         try:
             scope.__enter__()
         except DatabaseError:
