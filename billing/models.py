@@ -280,6 +280,12 @@ class TopUp(models.Model):
                 name="topup_pending_created_idx",
                 condition=Q(status=TopUpStatus.PENDING),
             ),
+            # What send_receipts looks for every minute.
+            models.Index(
+                fields=["paid_at"],
+                name="topup_receipt_due_idx",
+                condition=Q(paid_at__isnull=False, receipt_sent_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -39,13 +39,13 @@ def reconcile_wallets() -> int:
     return len(report.mismatches)
 
 
-@shared_task(name="billing.send_topup_receipt", ignore_result=True)
-def send_topup_receipt(topup_id: str) -> bool:
-    """The receipt of a paid top-up, once (the reconciler sends any this never got to)."""
-    from billing.topups import send_receipt
+@shared_task(name="billing.send_receipts", ignore_result=True)
+def send_receipts() -> int:
+    """Beat, every minute: the receipts of paid top-ups not yet mailed, each once."""
+    from billing.topups import send_receipts as send
 
-    with system_context("top-up receipt"):
-        return send_receipt(topup_id)
+    with system_context("top-up receipts"):
+        return send()
 
 
 @shared_task(name="billing.reconcile_topups", ignore_result=True)

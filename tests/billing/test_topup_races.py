@@ -46,14 +46,12 @@ def test_twenty_deliveries_racing_return_page_checks_credit_once(api, stripe_dou
     assert_books_balance(org)
 
 
-def test_webhooks_still_credit_while_redis_is_down(api, stripe_double, redis_down, caplog):
+def test_webhooks_still_credit_while_redis_is_down(api, stripe_double, redis_down):
     org = make_org()
     topup = new_topup(api, org, 2500)
     started = time.monotonic()
-    with caplog.at_level("ERROR"):
-        stripe_double.pay(topup.stripe_session_id)
+    stripe_double.pay(topup.stripe_session_id)
     assert stripe_double.deliveries[-1].status == 200
     assert time.monotonic() - started < 10
     assert topup_credits(org) == [2500]
-    assert any("on_commit" in r.getMessage() for r in caplog.records)  # the receipt's enqueue
-    assert TopUp.objects.get(pk=topup.pk).receipt_sent_at is None  # the reconciler's to send
+    assert TopUp.objects.get(pk=topup.pk).receipt_sent_at is None  # send_receipts' to send

@@ -1,4 +1,5 @@
-"""The top-up reconciler (beat hourly, `manage.py reconcile_topups`), and receipts."""
+"""The top-up reconciler (beat hourly, `manage.py reconcile_topups`), and receipts (beat every
+minute)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django_celery_beat.models import PeriodicTask
 
 from billing.models import TopUp
 from billing.tasks import reconcile_topups as reconcile_topups_task
-from billing.tasks import send_topup_receipt
+from billing.tasks import send_receipts
 from billing.topups import reconcile_topups
 from tests.billing.conftest import balance, new_topup, topup_credits
 from tests.factories import make_org, owner_of
@@ -90,8 +91,9 @@ def test_a_paid_topup_gets_one_receipt_with_amount_balance_and_stripe_link(
     org = make_org("Smile Dental")
     topup = new_topup(api, org, 2500)
     stripe_double.pay(topup.stripe_session_id)
-    assert send_topup_receipt(str(topup.pk)) is True
-    assert send_topup_receipt(str(topup.pk)) is False
+    assert mail.outbox == []  # the webhook sends nothing itself
+    assert send_receipts() == 1
+    assert send_receipts() == 0
     assert reconcile_topups().receipts_sent == 0
     [message] = mail.outbox
     assert message.to == [owner_of(org).email]
@@ -103,9 +105,17 @@ def test_a_paid_topup_gets_one_receipt_with_amount_balance_and_stripe_link(
     assert TopUp.objects.get(pk=topup.pk).receipt_url.endswith(charge_id)
 
 
-def test_the_reconciler_sends_a_receipt_the_task_never_got_to(api, stripe_double, settings):
+def test_the_reconciler_sends_a_receipt_still_due(api, stripe_double, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     topup = new_topup(api, make_org())
-    stripe_double.pay(topup.stripe_session_id)  # in a test transaction: no on_commit, no task
+    stripe_double.pay(topup.stripe_session_id)
     assert reconcile_topups().receipts_sent == 1
     assert len(mail.outbox) == 1
+
+
+def test_receipts_are_sent_every_minute_by_a_schedule_that_is_data(api):
+    schedule = importlib.import_module("billing.migrations.0013_receipts")
+    schedule.create_schedule(django_apps, None)
+    [task] = PeriodicTask.objects.filter(name=schedule.TASK_NAME)
+    assert task.task == send_receipts.name and task.enabled
+    assert (task.interval.every, task.interval.period) == (1, "minutes")
