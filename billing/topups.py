@@ -35,6 +35,7 @@ from billing.models import (
     format_pence,
 )
 from billing.signals import topup_paid
+from voxanne import db
 from voxanne.emails import templated_email
 from voxanne.errors import ApiError, ServiceUnavailable
 from voxanne.models import Organization, User
@@ -171,11 +172,12 @@ class Fulfilment:
 
 
 def _topup_for_session(session: payments.CheckoutSession) -> TopUp | None:
-    topup = TopUp.objects.filter(stripe_session_id=session.id).first()
+    # voxanne/db.py's reads and writes here and below: a delivery's hot rows.
+    topup = db.get(TopUp, stripe_session_id=session.id)
     if topup is None and session.topup_id:
         # The session was created but its id never stored (the answer was lost).
         try:
-            topup = TopUp.objects.filter(pk=uuid.UUID(session.topup_id)).first()
+            topup = db.get(TopUp, pk=uuid.UUID(session.topup_id))
         except ValueError:
             return None
         if topup is not None and topup.stripe_session_id not in (None, session.id):
@@ -224,7 +226,7 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
             )
         else:
             services.lock_wallet(found.org_id)
-        topup = TopUp.objects.select_for_update().get(pk=found.pk)
+        topup = db.get(TopUp, pk=found.pk, lock=True)
         fields = {"updated_at"}
         if topup.stripe_session_id is None:
             topup.stripe_session_id = session.id
@@ -238,7 +240,7 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
                 status = TopUpStatus.EXPIRED
             if status and _advance(topup, status):
                 fields.add("status")
-            topup.save(update_fields=fields)
+            db.update(topup, fields)
             return Fulfilment(topup, False, f"session {session.status}, {session.payment_status}")
         if session.amount_total != topup.amount_pence:
             logger.warning(
@@ -253,7 +255,7 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
             topup.paid_at = topup.paid_at or timezone.now()
             topup.paid_pence = session.amount_total
             fields |= {"status", "paid_at", "paid_pence"}
-        topup.save(update_fields=fields)
+        db.update(topup, fields)
         if posting.created:
             topup_paid.send(sender=TopUp, topup=topup)
         return Fulfilment(topup, posting.created)

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from billing.models import EntryType, LedgerEntry
 from onboarding.models import EventName, OnboardingEvent
+from voxanne import db
 from voxanne.errors import ApiError
 from voxanne.models import Organization, User
 
@@ -231,11 +232,13 @@ def payment_abandonment(
 def record_payment_success(*, org_id, topup_id) -> OnboardingEvent:
     """The server's own `payment_success` event for a paid top-up, for the wizard's telemetry
     (who paid is decided by the ledger: `payment_abandonment`). Joins the caller's transaction."""
-    return OnboardingEvent.objects.create(
-        org_id=org_id,
-        event_name=EventName.PAYMENT_SUCCESS,
-        step_index=3,
-        metadata={"source": "stripe", "topup_id": str(topup_id)},
+    return db.insert(  # in every paid delivery: voxanne/db.py says why not create()
+        OnboardingEvent(
+            org_id=org_id,
+            event_name=EventName.PAYMENT_SUCCESS,
+            step_index=3,
+            metadata={"source": "stripe", "topup_id": str(topup_id)},
+        )
     )
 
 
