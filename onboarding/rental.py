@@ -33,6 +33,7 @@ from billing import services as billing
 from billing.models import LedgerEntry, format_pence
 from onboarding.models import GRACE_NOTICE_DAYS, ManagedPhoneNumber, NoticeKind, NumberNotice
 from onboarding.provisioning import release_at_providers
+from voxanne import db
 from voxanne.emails import templated_email
 from voxanne.errors import ApiError, NotFound
 from voxanne.models import Organization
@@ -155,10 +156,12 @@ def on_topup_paid(sender, topup, **kwargs) -> None:
     """A paid top-up (inside its transaction): retry a renewal in grace once it commits."""
     from onboarding.tasks import renew_number_for_org
 
-    in_grace = ManagedPhoneNumber.objects.filter(
-        org_id=topup.org_id, status=ManagedPhoneNumber.Status.ACTIVE, grace_until__isnull=False
-    ).exists()
-    if in_grace:
+    # The org's one active number (a unique index), read by voxanne/db.py: this runs in every
+    # paid delivery, where the ORM's exists() was a fifth of the delivery's Python.
+    number = db.get(
+        ManagedPhoneNumber, org_id=topup.org_id, status=ManagedPhoneNumber.Status.ACTIVE
+    )
+    if number is not None and number.grace_until is not None:
         renew_number_for_org.delay_on_commit(str(topup.org_id))
 
 
