@@ -270,6 +270,12 @@ class ManagedPhoneNumber(models.Model):
                 name="managed_number_renewal_idx",
                 condition=models.Q(status="active"),
             ),
+            # A call whose Vapi number id we do not know is routed by the number itself.
+            models.Index(
+                fields=["phone_number"],
+                name="managed_number_active_idx",
+                condition=models.Q(status="active"),
+            ),
             models.Index(
                 fields=["released_at"],
                 name="managed_number_unreleased_idx",

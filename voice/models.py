@@ -44,7 +44,15 @@ class Agent(TimestampedModel):
     class Meta:
         db_table = "voxanne_agent"
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["org", "-created_at"], name="agent_org_created_idx")]
+        indexes = [
+            models.Index(fields=["org", "-created_at"], name="agent_org_created_idx"),
+            # A call report without a number is matched to its clinic by the assistant.
+            models.Index(
+                fields=["vapi_assistant_id"],
+                name="agent_vapi_assistant_idx",
+                condition=~Q(vapi_assistant_id=""),
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["org"], condition=Q(is_active=True), name="one_active_agent_per_org"

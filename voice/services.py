@@ -178,34 +178,43 @@ def update_agent(*, agent: Agent, fields: AgentFields) -> Agent:
 # Python compiling it, two plain ORM queries 1.4-1.6 ms, this 0.11-0.15 ms, where a whole
 # end-of-call report cost about 8 ms. The numbers are onboarding's (ManagedPhoneNumber); voice
 # sits below onboarding and names its table here rather than importing it.
+# The gate: the clinic whose active number has the call's Vapi number id, else the number
+# itself (COALESCE evaluates its second look-up only when the first finds nothing), with its
+# ready agent and its wallet.
 _GATE_SQL = f"""
-SELECT n.org_id,
+WITH line AS (
+    SELECT COALESCE(
+        (SELECT org_id FROM onboarding_managedphonenumber
+         WHERE %(phone)s <> '' AND vapi_phone_id = %(phone)s AND status = 'active' LIMIT 1),
+        (SELECT org_id FROM onboarding_managedphonenumber
+         WHERE %(number)s <> '' AND phone_number = %(number)s AND status = 'active' LIMIT 1)
+    ) AS org_id
+)
+SELECT line.org_id,
     (SELECT a.vapi_assistant_id FROM {Agent._meta.db_table} a
-     WHERE a.org_id = n.org_id AND a.is_active AND a.status = %(ready)s LIMIT 1),
+     WHERE a.org_id = line.org_id AND a.is_active AND a.status = %(ready)s LIMIT 1),
     w.balance_pence, w.frozen_at
-FROM onboarding_managedphonenumber n LEFT JOIN billing_wallet w ON w.org_id = n.org_id
-WHERE n.status = 'active'
-    AND ((%(phone)s <> '' AND n.vapi_phone_id = %(phone)s)
-         OR (%(number)s <> '' AND n.phone_number = %(number)s))
-LIMIT 1
+FROM line LEFT JOIN billing_wallet w ON w.org_id = line.org_id
+WHERE line.org_id IS NOT NULL
 """
 # The clinic that took a finished call: the one whose active number it came in on, else the
-# one whose assistant answered; with that agent, and whether the call is already recorded.
+# one whose assistant answered (COALESCE evaluates its second look-up only when the first finds
+# nothing); with that agent, and whether the call is already recorded.
 _OWNER_SQL = f"""
 WITH owner AS (
-    SELECT org_id, 1 AS preference FROM onboarding_managedphonenumber
-    WHERE %(phone)s <> '' AND vapi_phone_id = %(phone)s AND status = 'active'
-    UNION ALL
-    SELECT org_id, 2 FROM {Agent._meta.db_table}
-    WHERE %(assistant)s <> '' AND vapi_assistant_id = %(assistant)s
-    ORDER BY preference LIMIT 1
+    SELECT COALESCE(
+        (SELECT org_id FROM onboarding_managedphonenumber
+         WHERE %(phone)s <> '' AND vapi_phone_id = %(phone)s AND status = 'active' LIMIT 1),
+        (SELECT org_id FROM {Agent._meta.db_table}
+         WHERE %(assistant)s <> '' AND vapi_assistant_id = %(assistant)s LIMIT 1)
+    ) AS org_id
 )
 SELECT owner.org_id,
     (SELECT a.id FROM {Agent._meta.db_table} a
      WHERE %(assistant)s <> '' AND a.org_id = owner.org_id AND a.vapi_assistant_id = %(assistant)s
      LIMIT 1),
     EXISTS (SELECT FROM {Call._meta.db_table} WHERE vapi_call_id = %(call)s)
-FROM owner
+FROM owner WHERE owner.org_id IS NOT NULL
 """
 
 

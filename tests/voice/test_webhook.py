@@ -229,6 +229,20 @@ def test_a_report_for_a_number_nobody_owns_is_kept_for_support_and_bills_nobody(
     assert not Call.objects.exists()
 
 
+def test_a_report_without_a_number_we_know_is_billed_to_the_clinic_whose_assistant_answered(
+    api, vapi_double
+):
+    clinic = make_clinic(vapi_double, balance_pence=2000)
+    other = make_clinic(vapi_double, balance_pence=2000)
+    call_id = finished_call(vapi_double, clinic, seconds=60)
+    report = vapi_double.report(call_id)
+    report["call"] = {**report["call"], "phoneNumberId": ""}
+    assert post_message(api, report).json() == {"outcome": "processed"}
+    call = Call.objects.get(vapi_call_id=call_id)
+    assert (call.org_id, call.agent_id, call.cost_pence) == (clinic.org.pk, clinic.agent.pk, 56)
+    assert balance(clinic.org) == 2000 - 56 and balance(other.org) == 2000
+
+
 def test_the_double_sends_the_report_only_when_the_assistant_asks_for_it(vapi_double):
     clinic = make_clinic(vapi_double)
     assistant = vapi_double.assistants[clinic.agent.vapi_assistant_id]
