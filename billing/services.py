@@ -528,17 +528,34 @@ def reverse_card_refund(*, debit: LedgerEntry, reason: str, created_by: User | N
     """Undo, in its own transaction, support's refund-to-card debit that Stripe refused (no
     money left): a `refund` entry for all of it, keyed `card-refund-reversal:<debit id>`, so it
     happens at most once."""
+    with transaction.atomic(durable=True):
+        return _reverse_card_refund(debit, reason=reason, created_by=created_by)
+
+
+def restore_failed_card_refund(*, debit: LedgerEntry, reason: str) -> Posting | None:
+    """Inside the caller's transaction (a webhook's): undo a refund-to-card debit whose refund
+    Stripe reports failed afterwards (the money came back to us, not to the card), under the
+    key a refused one gets, so a debit is undone at most once. None when nothing of the debit
+    stands (support refunded it already)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("restore_failed_card_refund() joins the caller's transaction")
+    key = f"card-refund-reversal:{debit.pk}"
+    if _existing(debit.org_id, key) is None and refundable_remainder(debit) == 0:
+        return None
+    return _reverse_card_refund(debit, reason=reason, created_by=None)
+
+
+def _reverse_card_refund(debit: LedgerEntry, *, reason: str, created_by: User | None) -> Posting:
     if debit.type != EntryType.CARD_REFUND:
         raise ValueError("only a refund-to-card debit is reversed")
-    with transaction.atomic(durable=True):
-        return _refund(
-            lock_wallet(debit.org_id),
-            entry=debit,
-            amount_pence=None,
-            reason=reason,
-            idempotency_key=f"card-refund-reversal:{debit.pk}",
-            created_by=created_by,
-        )
+    return _refund(
+        lock_wallet(debit.org_id),
+        entry=debit,
+        amount_pence=None,
+        reason=reason,
+        idempotency_key=f"card-refund-reversal:{debit.pk}",
+        created_by=created_by,
+    )
 
 
 def refuse_spending_on_hold(wallet: Wallet) -> None:

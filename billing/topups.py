@@ -340,6 +340,8 @@ def _apply(event: dict, fetched: object) -> str:
         return recharge.apply_payment_failed(payments.intent_from_event(obj))
     if kind == "charge.refunded":
         return _apply_refunds(obj, fetched)
+    if kind in REFUND_UPDATES:
+        return _apply_failed_refund(obj)
     if kind in ("charge.dispute.created", "charge.dispute.funds_withdrawn"):
         return _open_dispute(obj)
     if kind == "charge.dispute.closed":
@@ -395,6 +397,41 @@ def _apply_refunds(charge: dict, refunds: list[payments.Refund]) -> str:
         _advance(topup, TopUpStatus.REFUNDED if full else TopUpStatus.PARTIALLY_REFUNDED)
     topup.save(update_fields=["charge_id", "refunded_pence", "status", "updated_at"])
     return ""
+
+
+# What Stripe sends when a refund it had accepted fails later (a closed card, say): the same
+# Refund object, status "failed", under any of these names (an endpoint may subscribe to any).
+REFUND_UPDATES = frozenset({"refund.failed", "refund.updated", "charge.refund.updated"})
+
+
+def _apply_failed_refund(refund: dict) -> str:
+    """A refund that failed: the money came back to our Stripe account, not to the card, so the
+    wallet gets back the debit that paid for it (`refund:<id>` from charge.refunded, or our
+    admin's, named in the metadata), once whatever the deliveries, and the top-up counts it as
+    refunded no longer. Any other status: ignored."""
+    if refund.get("status") != "failed":
+        return f"refund {refund.get('id')} is {refund.get('status')}, not failed"
+    topup = _locked_topup(refund.get("charge"), refund.get("payment_intent"))
+    if topup is None:
+        return f"no top-up for refunded charge {refund.get('charge')}"
+    keys = [f"refund:{refund['id']}", (refund.get("metadata") or {}).get(REFUND_DEBITED_AS)]
+    debit = LedgerEntry.objects.filter(
+        org_id=topup.org_id, type=EntryType.CARD_REFUND, idempotency_key__in=[k for k in keys if k]
+    ).first()
+    reason = f"Stripe could not refund the card ({refund.get('failure_reason') or 'failed'})"
+    restored = debit and services.restore_failed_card_refund(debit=debit, reason=reason[:500])
+    if restored and restored.created:
+        # The one move back a top-up's status makes: what failed was never refunded.
+        topup.refunded_pence = max(0, topup.refunded_pence - refund["amount"])
+        if topup.status in (TopUpStatus.REFUNDED, TopUpStatus.PARTIALLY_REFUNDED):
+            refunded = topup.refunded_pence > 0
+            topup.status = TopUpStatus.PARTIALLY_REFUNDED if refunded else TopUpStatus.PAID
+        logger.warning(
+            "a refund to the card failed at Stripe: its debit is undone",
+            extra={"topup": str(topup.pk), "refund": refund["id"], "debit": str(debit.pk)},
+        )
+    topup.save(update_fields=["charge_id", "refunded_pence", "status", "updated_at"])
+    return "" if debit else f"refund {refund['id']} failed before anything was debited for it"
 
 
 def _debited_by_support(org_id, debit_key: str | None) -> bool:

@@ -8,7 +8,7 @@ errors shaped `{"error": {"type", "message", "code"}}`.
 
 State: Checkout Sessions (create, retrieve with `payment_intent.latest_charge` expanded, list
 with `created[gte]`, expire), the PaymentIntent and Charge a payment makes, refunds (ours and
-"dashboard" ones) and disputes. A hosted checkout page (`session.url`: amount, Pay, Cancel)
+"dashboard" ones, and `fail_refund` for one that fails afterwards) and disputes. A hosted checkout page (`session.url`: amount, Pay, Cancel)
 completes the session and sends the signed webhook, as Stripe does:
 `Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<body>")`.
 
@@ -365,6 +365,20 @@ class StripeDouble(FaultyDouble):
             charge = dict(self.charges[charge_id])
         self.emit("charge.refunded", charge)
         return refund
+
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict:
+        """A refund that fails after Stripe accepted it: the money comes back to the account.
+        Sent as Stripe sends it, `charge.refund.updated` and `refund.failed`."""
+        with self.lock:
+            refund = self.refunds[refund_id]
+            refund.update(status="failed", failure_reason=reason)
+            charge = self.charges[refund["charge"]]
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = False
+            snapshot = dict(refund)
+        self.emit("charge.refund.updated", snapshot)
+        self.emit("refund.failed", snapshot)
+        return snapshot
 
     def open_dispute(self, charge_id: str, amount: int | None = None) -> dict:
         with self.lock:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from billing import services
-from billing.models import Dispute, TopUp, Wallet, WebhookEvent
+from billing.models import Dispute, EntryType, LedgerEntry, TopUp, Wallet, WebhookEvent
 from onboarding.models import OnboardingEvent
 from onboarding.services import payment_abandonment
 from tests.billing.conftest import (
@@ -282,7 +282,6 @@ def charge_hold(org):
 def test_a_refund_our_admin_already_debited_is_not_debited_again(api, stripe_double):
     import uuid
 
-    from billing.models import EntryType, LedgerEntry
     from billing.topups import refund_topup_to_card
 
     topup = paid_topup(api, stripe_double, 5000)
@@ -293,3 +292,54 @@ def test_a_refund_our_admin_already_debited_is_not_debited_again(api, stripe_dou
     assert balance(topup.org) == 4000  # the admin's own debit is the only one
     assert LedgerEntry.objects.filter(type=EntryType.CARD_REFUND).count() == 1
     assert TopUp.objects.get(pk=topup.pk).refunded_pence == 1000
+
+
+# --- A refund that fails afterwards ----------------------------------------------------------
+
+
+def test_a_dashboard_refund_that_fails_later_gives_its_debit_back_once(api, stripe_double):
+    topup = paid_topup(api, stripe_double, 5000)
+    [charge_id] = stripe_double.charges
+    refund = stripe_double.dashboard_refund(charge_id, 2000)
+    assert balance(topup.org) == 3000
+    stripe_double.duplicate(2)
+    stripe_double.fail_refund(refund["id"])  # charge.refund.updated and refund.failed, twice each
+    assert [d.status for d in stripe_double.deliveries[-4:]] == [200] * 4
+    assert balance(topup.org) == 5000
+    topup.refresh_from_db()
+    assert (topup.status, topup.refunded_pence) == ("paid", 0)
+    [restored] = LedgerEntry.objects.filter(org=topup.org, type=EntryType.REFUND)
+    assert restored.amount_pence == 2000 and "expired_or_canceled_card" in restored.description
+    assert_books_balance(topup.org)
+    stripe_double.dashboard_refund(charge_id, 1000)  # the failed one is not debited again
+    assert balance(topup.org) == 4000
+    assert TopUp.objects.get(pk=topup.pk).refunded_pence == 1000
+
+
+def test_support_refund_to_card_that_fails_later_is_undone_under_the_refused_refunds_key(
+    api, stripe_double
+):
+    import uuid
+
+    from billing.topups import refund_topup_to_card
+
+    topup = paid_topup(api, stripe_double, 5000)
+    stripe_double.hold()  # delivered from this thread, which sees the test's transaction
+    result = refund_topup_to_card(topup=topup, amount_pence=1000, reason="x", nonce=uuid.uuid4())
+    assert stripe_double.release() == [200] and balance(topup.org) == 4000
+    stripe_double.fail_refund(result.refund.id)
+    assert balance(topup.org) == 5000
+    [restored] = LedgerEntry.objects.filter(org=topup.org, type=EntryType.REFUND)
+    assert restored.idempotency_key == f"card-refund-reversal:{result.debit.pk}"
+    assert restored.reverses_id == result.debit.pk
+    assert TopUp.objects.get(pk=topup.pk).status == "paid"
+    assert_books_balance(topup.org)
+
+
+def test_a_refund_update_that_is_not_a_failure_changes_nothing(api, stripe_double):
+    topup = paid_topup(api, stripe_double, 5000)
+    refund = stripe_double.dashboard_refund(next(iter(stripe_double.charges)), 2000)
+    event = stripe_double.emit("refund.updated", refund)  # still succeeded
+    assert stripe_double.deliveries[-1].status == 200
+    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "ignored"
+    assert balance(topup.org) == 3000
