@@ -4,8 +4,9 @@ One fulfilment function, `fulfil_session`, is called by the webhook, the clinic'
 check and the reconciler alike: whatever the deliveries, polls and races, a Checkout Session
 gets one `topup` ledger entry, keyed `topup:<session id>`, for Stripe's `amount_total`, and
 only when `payment_status == "paid"`. A top-up's status only moves forward
-(TOPUP_STATUS_RANK). Money moves through billing/services.py; this module writes the top-up,
-dispute and webhook-inbox rows. No Stripe call ever runs inside a transaction.
+(TOPUP_STATUS_RANK), but for one case: a refund that fails afterwards was never a refund.
+Money moves through billing/services.py; this module writes the top-up, dispute and
+webhook-inbox rows. No Stripe call ever runs inside a transaction.
 """
 
 from __future__ import annotations
@@ -200,9 +201,9 @@ def fulfil_session(session: payments.CheckoutSession, *, failed: bool = False) -
 
     Paid: one `topup` entry for `amount_total` (whoever calls first; everyone else replays
     it), status paid and `topup_paid` sent; `send_receipts` (beat, every minute) mails the
-    receipt. Expired (or `failed`, for
-    async_payment_failed): the status moves there unless it is already further. Joins the
-    caller's transaction (the webhook's inbox row) or opens its own.
+    receipt. Expired (or `failed`, for async_payment_failed): the status moves there unless it
+    is already further. Joins the caller's transaction (the webhook's inbox row) or opens its
+    own.
     """
     with transaction.atomic(savepoint=False):
         found = _topup_for_session(session)

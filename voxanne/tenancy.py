@@ -114,10 +114,11 @@ def request_scope(*, system: bool = False) -> Iterator[None]:
     """A request's scope: nothing visible on entry, until authentication activates an org
     (or, with `system`, every org's rows: a provider's webhook).
 
-    On exit the context variable goes back, but the connection keeps the request's state when
-    the enclosing one is deny (a server thread between requests): every request scope starts
-    by applying its state, so applying deny on the way out as well would be a round trip for
-    nothing. Any other enclosing state (a test's system scope) is re-applied as usual.
+    On exit the context variable goes back, but the connection keeps the request's state (an
+    org, or a webhook's system scope) when the enclosing one is deny: a server thread between
+    requests, where nothing reads tenant rows before the next request's scope. Every request
+    scope starts by applying its state, so applying deny on the way out as well would be a
+    round trip for nothing. Any other enclosing state (a test's system scope) is re-applied.
     """
     state = TenantState(system=True) if system else _DENY
     token = _state.set(state)
