@@ -8,8 +8,9 @@ errors shaped `{"error": {"type", "message", "code"}}`.
 
 State: Checkout Sessions (create, retrieve with `payment_intent.latest_charge` expanded, list
 with `created[gte]`, expire), the PaymentIntent and Charge a payment makes, refunds (ours and
-"dashboard" ones, and `fail_refund` for one that fails afterwards) and disputes. A hosted checkout page (`session.url`: amount, Pay, Cancel)
-completes the session and sends the signed webhook, as Stripe does:
+"dashboard" ones, and `fail_refund` for one that fails afterwards) and disputes. A hosted
+checkout page (`session.url`: amount, Pay, Cancel) completes the session and sends the signed
+webhook, as Stripe does:
 `Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<body>")`.
 
 Switches, for tests: `fail(step, reply)` / `delay_step(step, s)` on API steps (create_session,
