@@ -3,9 +3,10 @@ voxanne.wsgi:application` (production), `make run` and the tests' and benchmarks
 
 Threaded workers: a thread waiting on a slow client, Postgres or a provider holds no process,
 and password hashing (PBKDF2 in OpenSSL) releases the GIL and runs at low priority, so a burst
-of sign-ups does not queue every other request behind it (bench/load.py measures that). Production still sits
-behind a buffering reverse proxy (nginx, a load balancer) that reads each request whole
-before passing it on; a slow client can hold one thread here, never the service.
+of sign-ups does not queue every other request behind it (bench/load.py measures that).
+Production still sits behind a buffering reverse proxy (nginx, a load balancer) that reads
+each request whole before passing it on; a slow client can hold one thread here, never the
+service.
 
 Environment: WEB_CONCURRENCY (processes, default: one per CPU, at least 2), GUNICORN_THREADS
 (threads per process, default 32). Command-line flags override everything here.

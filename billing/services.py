@@ -25,6 +25,7 @@ from billing.models import (
     Wallet,
     format_pence,
 )
+from voxanne import db
 from voxanne.errors import ApiError, IdempotencyKeyReused
 from voxanne.models import Organization, User
 
@@ -110,14 +111,8 @@ SELECT {_ENTRY_COLUMNS}, false FROM existing UNION ALL SELECT {_ENTRY_COLUMNS}, 
 """
 
 
-def _fetch_row(sql: str, params) -> tuple | None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-
-
 def _locked_wallet(org_id) -> Wallet | None:
-    row = _fetch_row(_LOCK_SQL, [org_id])
+    row = db.fetch_row(_LOCK_SQL, [org_id])
     return None if row is None else Wallet.from_db(connection.alias, _WALLET_FIELDS, row)
 
 
@@ -177,7 +172,7 @@ def _post(
             "created_by_id": created_by.pk if created_by else None,
             "internal_note": internal_note[:500],
         }
-        *columns, created = _fetch_row(_APPEND_SQL, params)
+        *columns, created = db.fetch_row(_APPEND_SQL, params)
         entry = LedgerEntry.from_db(connection.alias, _ENTRY_FIELDS, columns)
         if created:
             wallet.balance_pence, wallet.last_sequence = balance, entry.sequence
@@ -539,10 +534,14 @@ def restore_failed_card_refund(*, debit: LedgerEntry, reason: str) -> Posting | 
     stands (support refunded it already)."""
     if not connection.in_atomic_block:
         raise RuntimeError("restore_failed_card_refund() joins the caller's transaction")
-    key = f"card-refund-reversal:{debit.pk}"
-    if _existing(debit.org_id, key) is None and refundable_remainder(debit) == 0:
+    reversed_already = _existing(debit.org_id, _reversal_key(debit)) is not None
+    if not reversed_already and refundable_remainder(debit) == 0:
         return None
     return _reverse_card_refund(debit, reason=reason, created_by=None)
+
+
+def _reversal_key(debit: LedgerEntry) -> str:
+    return f"card-refund-reversal:{debit.pk}"
 
 
 def _reverse_card_refund(debit: LedgerEntry, *, reason: str, created_by: User | None) -> Posting:
@@ -553,7 +552,7 @@ def _reverse_card_refund(debit: LedgerEntry, *, reason: str, created_by: User | 
         entry=debit,
         amount_pence=None,
         reason=reason,
-        idempotency_key=f"card-refund-reversal:{debit.pk}",
+        idempotency_key=_reversal_key(debit),
         created_by=created_by,
     )
 

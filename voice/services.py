@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -25,7 +25,7 @@ from billing import services as billing
 from billing.models import WebhookEvent
 from voice import vapi
 from voice.models import Agent, Call
-from voxanne.db import insert
+from voxanne.db import fetch_row, insert
 from voxanne.errors import Conflict, ServiceUnavailable
 from voxanne.models import Organization
 
@@ -218,12 +218,6 @@ FROM owner WHERE owner.org_id IS NOT NULL
 """
 
 
-def _fetch_row(sql: str, params: dict) -> tuple | None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-
-
 def seconds_affordable(balance_pence: int) -> int:
     """The longest call a balance pays for: what balance + DEBT_LIMIT_PENCE buys at the rate,
     at most MAX_CALL_SECONDS."""
@@ -248,7 +242,7 @@ def answer_assistant_request(message: dict) -> dict:
         "number": str(phone.get("number") or ""),
         "ready": Agent.Status.READY,
     }
-    row = _fetch_row(_GATE_SQL, params)
+    row = fetch_row(_GATE_SQL, params)
     if row is None:
         logger.warning("assistant-request for unknown number %(phone)s (%(number)s)", params)
         return {"error": SAY_UNKNOWN_NUMBER}
@@ -340,12 +334,11 @@ def call_cost_pence(duration_seconds: int) -> int:
     return -(-duration_seconds * settings.CALL_RATE_PENCE_PER_MINUTE // 60)
 
 
-def _owner(facts: CallFacts) -> dict | None:
-    """The clinic that took the call (by its number, else by its assistant), with the id of
-    the agent that answered and whether the call is already recorded: one query."""
+def _owner(facts: CallFacts) -> tuple | None:
+    """(org id, id of the agent that answered or None, already recorded) of the clinic that took
+    the call (by its number, else by its assistant): one query. None: no clinic."""
     params = {"phone": facts.phone_id, "assistant": facts.assistant_id, "call": facts.vapi_call_id}
-    row = _fetch_row(_OWNER_SQL, params)
-    return None if row is None else dict(zip(("id", "agent_id", "recorded"), row, strict=True))
+    return fetch_row(_OWNER_SQL, params)
 
 
 def bill_call(facts: CallFacts) -> str:
@@ -362,9 +355,9 @@ def bill_call(facts: CallFacts) -> str:
     if owner is None:
         logger.error("call %s: no clinic owns phone number %s", facts.vapi_call_id, facts.phone_id)
         return f"no clinic owns phone number {facts.phone_id or '(none)'}"
-    if owner["recorded"]:
+    org_id, agent_id, recorded = owner
+    if recorded:
         return "the call is already recorded"
-    org_id = owner["id"]
     duration = facts.duration_seconds
     cost = call_cost_pence(duration)
     charge = None
@@ -378,7 +371,7 @@ def bill_call(facts: CallFacts) -> str:
     insert(
         Call(
             org_id=org_id,
-            agent_id=owner["agent_id"] if facts.assistant_id else None,
+            agent_id=agent_id,
             vapi_call_id=facts.vapi_call_id,
             direction=Call.Direction.INBOUND,
             caller_number=facts.caller_number,
