@@ -126,9 +126,9 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 # not prepared: Django passes psycopg prepare_threshold=None. Measured 2026-12-01 (in-process,
 # one connection, Vapi webhooks): preparing after 5 runs took PostgreSQL's CPU from 2.01-2.17
 # to 1.79-1.92 ms a request and added about as much Python; bench/calls.py moved within its
-# noise. Not worth it: a string of several statements (a migration's RunSQL) then fails
-# ("cannot insert multiple commands into a prepared statement") after its fifth run on a
-# connection.
+# noise. Not worth it for that, and a string of several statements (a migration's RunSQL)
+# cannot be prepared: it would fail on its sixth run on a connection (at threshold 0,
+# `migrate` failed at once: "cannot insert multiple commands into a prepared statement").
 DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 if envstr("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("TEST_DATABASE_NAME")}
