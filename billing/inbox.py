@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from billing.models import WebhookEvent, WebhookOutcome
@@ -41,33 +41,27 @@ def receive(
     """Store one provider event and apply it, in one durable transaction.
 
     `apply` runs inside the transaction, after the event row is written, and returns why the
-    event was ignored ("" when it had its effect). A concurrent delivery of the same event
-    waits on the unique index for the first to end, then answers `duplicate` (or, if the first
-    rolled back, goes ahead). Whatever `apply` raises (and any database error) rolls both back
+    event was ignored ("" when it had its effect). A stored event answers `duplicate` without
+    an error, so nothing is rolled back; a concurrent delivery of the same event waits on the
+    unique index for the first to end, then answers `duplicate` (or, if the first rolled back,
+    goes ahead). Whatever `apply` raises (and any database error) rolls both back
     and propagates: answer 5xx, nothing is stored.
     """
     now = timezone.now()
-    stored = False
-    try:
-        with transaction.atomic(durable=True):
-            event = db.insert(
-                WebhookEvent(
-                    provider=provider,
-                    event_id=event_id,
-                    type=str(type)[:100],
-                    payload=payload,
-                    outcome=WebhookOutcome.PROCESSED,
-                    received_at=now,
-                    processed_at=now,
-                )
-            )
-            stored = True
-            note = apply()
-            if note:
-                event.outcome, event.error = WebhookOutcome.IGNORED, note
-                event.save(update_fields=["outcome", "error", "updated_at"])
-    except IntegrityError:
-        if stored:
-            raise  # the effect failed: nothing is kept, the provider retries
-        return Handled(event_id, DUPLICATE)
+    event = WebhookEvent(
+        provider=provider,
+        event_id=event_id,
+        type=str(type)[:100],
+        payload=payload,
+        outcome=WebhookOutcome.PROCESSED,
+        received_at=now,
+        processed_at=now,
+    )
+    with transaction.atomic(durable=True):
+        if not db.insert_new(event):
+            return Handled(event_id, DUPLICATE)
+        note = apply()
+        if note:
+            event.outcome, event.error = WebhookOutcome.IGNORED, note
+            event.save(update_fields=["outcome", "error", "updated_at"])
     return Handled(event_id, event.outcome)

@@ -79,8 +79,8 @@ def wallet_for(org: Organization | str) -> Wallet:
 # (bench/ledger.py, same runs' raw psycopg baseline, hot wallet / 1,000 wallets): the ORM's
 # lock, key look-up, UPDATE and INSERT gave 0.43x / 0.21x even with server-side binding; the
 # same two statements read through RawQuerySet gave 0.54x / 0.42x, its column mapping costing
-# more Python than the statements; read as below, 0.70x / 0.58x (2026-12-01). They are not
-# prepared statements (see DATABASES in voxanne/settings.py).
+# more Python than the statements; read as below, 0.70x / 0.58x (2026-12-01). Like every
+# statement, they are prepared on a connection's fifth run (DATABASES in voxanne/settings.py).
 # 1: lock the wallet. 2: unless an entry already holds the key, move the balance and append the
 # entry. Statement 2 starts after the lock is held, so its snapshot sees every committed entry
 # of the org (entries are only appended under the lock): a retry is always replayed.

@@ -35,6 +35,11 @@ def _insert_sql(model: type[models.Model]) -> str:
 
 
 @cache
+def _insert_new_sql(model: type[models.Model]) -> str:
+    return f"{_insert_sql(model)} ON CONFLICT DO NOTHING RETURNING 1"
+
+
+@cache
 def _select_sql(model: type[models.Model], where: tuple[str, ...], lock: bool) -> str:
     meta = model._meta
     columns = ", ".join(_quote(f.column) for f in meta.concrete_fields)
@@ -68,6 +73,25 @@ def insert(obj: models.Model) -> models.Model:
     obj._state.adding = False
     obj._state.db = connection.alias
     return obj
+
+
+def insert_new(obj: models.Model) -> bool:
+    """INSERT `obj` unless that would break a unique constraint (ON CONFLICT DO NOTHING):
+    True if it was inserted, and `obj` is saved. An insert of the same key by a transaction
+    still open waits for it to end: False if it committed, inserted if it rolled back.
+
+    Nothing is raised for a row that exists, so the transaction goes on rather than rolling
+    back (a rollback would also throw away psycopg's prepared statements on the connection).
+    """
+    fields = obj._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_new_sql(type(obj)), values)
+        if cursor.fetchone() is None:
+            return False
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return True
 
 
 def get(model: type[models.Model], *, lock: bool = False, **where) -> models.Model | None:

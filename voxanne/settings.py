@@ -121,15 +121,21 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL.")
-# Bind parameters on the server (psycopg's Cursor, not Django's default ClientCursor): the hot
-# SQL (billing/services.py, voice/services.py) is written and tested this way. Statements are
-# not prepared: Django passes psycopg prepare_threshold=None. Measured 2026-12-01 (in-process,
-# one connection, Vapi webhooks): preparing after 5 runs took PostgreSQL's CPU from 2.01-2.17
-# to 1.79-1.92 ms a request and added about as much Python; bench/calls.py moved within its
-# noise. Not worth it for that, and a string of several statements (a migration's RunSQL)
-# cannot be prepared: it would fail on its sixth run on a connection (at threshold 0,
-# `migrate` failed at once: "cannot insert multiple commands into a prepared statement").
-DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+# Bind parameters on the server (psycopg's Cursor, not Django's default ClientCursor), and
+# prepare a statement once psycopg has sent it DATABASE_PREPARE_THRESHOLD (5) times on a
+# connection; 0 prepares none (Django's default: for a pooler in transaction mode that cannot
+# keep them, such as PgBouncer before 1.21). The hot SQL (billing/services.py,
+# voice/services.py) is written and tested this way. Measured 2026-12-01, in-process, one
+# connection, 3,400 Vapi webhooks, alternating runs: PostgreSQL's CPU 2.37-2.73 -> 1.17-1.39
+# ms a request and Python's 2.94-3.35 -> 2.57-3.09 ms, planning being most of the look-ups'
+# time (EXPLAIN ANALYZE of the call's owner: 0.36 ms planning, 0.07 ms executing). A rollback
+# makes psycopg forget every prepared statement of its connection, so the hot paths do not
+# roll back on the way they usually go (billing/inbox.py). A string of several statements (a
+# migration's RunSQL) returns several results, and psycopg never prepares one of those.
+_prepare_after = envint("DATABASE_PREPARE_THRESHOLD", 5)
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    server_side_binding=True, prepare_threshold=_prepare_after if _prepare_after > 0 else None
+)
 if envstr("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": envstr("TEST_DATABASE_NAME")}
 

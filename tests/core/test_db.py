@@ -42,6 +42,18 @@ def test_insert_raises_integrity_error_on_a_unique_violation_as_save_does():
     assert WebhookEvent.objects.filter(event_id="e").count() == 1
 
 
+def test_insert_new_is_false_for_an_existing_key_and_the_transaction_goes_on():
+    now = timezone.now()
+    fields = dict(provider="vapi", event_id="e", type="t", payload={}, outcome="processed")
+    with transaction.atomic():
+        first = WebhookEvent(**fields, received_at=now, processed_at=now)
+        assert db.insert_new(first) is True and not first._state.adding
+        again = WebhookEvent(**fields, received_at=now, processed_at=now)
+        assert db.insert_new(again) is False and again._state.adding
+        # no error was raised, so the transaction is still usable and commits both reads
+        assert WebhookEvent.objects.filter(event_id="e").get().pk == first.pk
+
+
 def test_get_reads_a_model_by_its_fields_and_update_writes_only_the_named_ones():
     org = make_org()
     topup = TopUp.objects.create(org=org, amount_pence=2500, stripe_session_id="cs_1")

@@ -73,6 +73,28 @@ def test_rls_denies_everything_when_no_org_is_set():
             assert cursor.fetchone()[0] == 0
 
 
+def test_a_prepared_statement_run_for_one_org_then_another_sees_each_ones_rows():
+    """Statements are prepared on the server (settings.DATABASES) and, after a few runs,
+    executed with one generic plan: the policy must still read the org at each execution."""
+    org_a, org_b = make_org("A"), make_org("B")
+    make_call(org_a)
+    make_call(org_b)
+    make_call(org_b)
+    sql = "SELECT count(*) FROM voxanne_call WHERE duration_seconds >= %s"
+    for _ in range(8):
+        for org, expected in ((org_a, 1), (org_b, 2)):
+            with org_context(org.id), connection.cursor() as cursor:
+                cursor.execute(sql, [0])
+                assert cursor.fetchone()[0] == expected
+                assert Call.objects.filter(duration_seconds__gte=0).count() == expected
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans FROM pg_prepared_statements WHERE statement = %s",
+            [sql.replace("%s", "$1")],
+        )
+        assert cursor.fetchone()[0] > 0  # the loop did run the generic plan
+
+
 def test_rls_refuses_writing_a_row_for_another_org():
     org_a, org_b = make_org("A"), make_org("B")
     with org_context(org_a.id), pytest.raises(DatabaseError), transaction.atomic():
