@@ -79,3 +79,25 @@ def test_anything_else_is_refused(monkeypatch):
     monkeypatch.setenv("SOME_FLAG", "ture")
     with pytest.raises(ImproperlyConfigured, match="SOME_FLAG"):
         envbool("SOME_FLAG", False)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", "5"), ("3", "3"), ("0", "None")])
+def test_prepare_threshold_comes_from_the_environment_and_0_prepares_none(value, expected):
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; "
+            "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "voxanne.settings",
+            "DATABASE_PREPARE_THRESHOLD": value,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout.strip() == expected, shown.stderr
