@@ -4,7 +4,8 @@ one charge per finished call however its report arrives."""
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from billing.models import EntryType, LedgerEntry, Wallet, WebhookEvent
 from billing.services import freeze_wallet
@@ -191,6 +192,17 @@ def test_a_report_delivered_three_times_is_one_call_and_one_charge(api, vapi_dou
     assert Call.objects.filter(vapi_call_id=call_id).count() == 1
     assert [c.amount_pence for c in call_charges(clinic.org)] == [-112]
     assert balance(clinic.org) == 2000 - 112
+
+
+def test_a_second_delivery_is_answered_without_rolling_anything_back(api, vapi_double):
+    """The inbox finds a stored event with ON CONFLICT DO NOTHING, not a unique violation: a
+    rollback would also make psycopg drop every prepared statement of the connection."""
+    clinic = make_clinic(vapi_double, balance_pence=2000)
+    report = vapi_double.report(finished_call(vapi_double, clinic, seconds=30))
+    post_message(api, report)
+    with CaptureQueriesContext(connection) as captured:
+        assert post_message(api, report).json() == {"outcome": "duplicate"}
+    assert [q["sql"] for q in captured if q["sql"].upper().startswith("ROLLBACK")] == []
 
 
 def test_status_messages_before_the_report_do_not_hide_it(api, vapi_double):
