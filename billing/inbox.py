@@ -44,8 +44,8 @@ def receive(
     event was ignored ("" when it had its effect). A stored event answers `duplicate` without
     an error, so nothing is rolled back; a concurrent delivery of the same event waits on the
     unique index for the first to end, then answers `duplicate` (or, if the first rolled back,
-    goes ahead). Whatever `apply` raises (and any database error) rolls both back
-    and propagates: answer 5xx, nothing is stored.
+    goes ahead). Whatever `apply` raises (and any database error) rolls both back and
+    propagates: answer 5xx, nothing is stored.
     """
     now = timezone.now()
     event = WebhookEvent(

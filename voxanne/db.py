@@ -63,15 +63,24 @@ def fetch_row(sql: str, params) -> tuple | None:
         return cursor.fetchone()
 
 
+def _insert_values(obj: models.Model) -> list:
+    """The INSERT's values, as save() prepares them (auto_now_add and the rest run here)."""
+    return [
+        f.get_db_prep_save(f.pre_save(obj, True), connection) for f in obj._meta.concrete_fields
+    ]
+
+
+def _saved(obj: models.Model) -> None:
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
 def insert(obj: models.Model) -> models.Model:
     """INSERT `obj` (a new instance whose primary key has a default) and return it, saved.
     Raises django.db.IntegrityError as save() does."""
-    fields = obj._meta.concrete_fields
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(type(obj)), values)
-    obj._state.adding = False
-    obj._state.db = connection.alias
+        cursor.execute(_insert_sql(type(obj)), _insert_values(obj))
+    _saved(obj)
     return obj
 
 
@@ -83,14 +92,11 @@ def insert_new(obj: models.Model) -> bool:
     Nothing is raised for a row that exists, so the transaction goes on rather than rolling
     back (a rollback would also throw away psycopg's prepared statements on the connection).
     """
-    fields = obj._meta.concrete_fields
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_new_sql(type(obj)), values)
+        cursor.execute(_insert_new_sql(type(obj)), _insert_values(obj))
         if cursor.fetchone() is None:
             return False
-    obj._state.adding = False
-    obj._state.db = connection.alias
+    _saved(obj)
     return True
 
 
