@@ -181,7 +181,8 @@ def update_agent(*, agent: Agent, fields: AgentFields) -> Agent:
 # Both CTEs are MATERIALIZED: inlined, Postgres copied the COALESCE into each use of org_id
 # (three) and planning took 0.47 and 0.62 ms against 0.08 and 0.11 ms of execution; this way
 # 0.20 and 0.21 ms (EXPLAIN ANALYZE, 2026-12-01), and the statements 27-37% less time a call
-# (in-process, 3,400 webhooks, same window).
+# (in-process, 3,400 webhooks, same window). Both figures are from before statements were
+# prepared (voxanne/settings.py); a connection now reuses one plan after a few runs.
 # The gate: the clinic whose active number has the call's Vapi number id, else the number
 # itself (COALESCE evaluates its second look-up only when the first finds nothing), with its
 # ready agent and its wallet.

@@ -15,10 +15,13 @@ from voxanne.settings import envbool, envint
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_django(**env: str) -> subprocess.CompletedProcess:
-    """`django.setup()` in a fresh process with these variables on top of the test run's."""
+def start_django(
+    code: str = "import django; django.setup()", **env: str
+) -> subprocess.CompletedProcess:
+    """`code` (`django.setup()`) in a fresh process with these variables on top of the test
+    run's."""
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "voxanne.settings", **env},
         capture_output=True,
@@ -83,21 +86,9 @@ def test_anything_else_is_refused(monkeypatch):
 
 @pytest.mark.parametrize(("value", "expected"), [("", "5"), ("3", "3"), ("0", "None")])
 def test_prepare_threshold_comes_from_the_environment_and_0_prepares_none(value, expected):
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from django.conf import settings; "
-            "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "voxanne.settings",
-            "DATABASE_PREPARE_THRESHOLD": value,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
+    shown = start_django(
+        "from django.conf import settings; "
+        "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])",
+        DATABASE_PREPARE_THRESHOLD=value,
     )
     assert shown.stdout.strip() == expected, shown.stderr
